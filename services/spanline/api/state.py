@@ -1,0 +1,18 @@
+"""What the app's lifespan builds and every request reads (no module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spanline.api.auth import KeyCache
+from spanline.bus.interface import Bus
+from spanline.core.config import Settings
+from spanline.store.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    store: Store
+    bus: Bus
+    key_cache: KeyCache

@@ -1,0 +1,88 @@
+"""The bus contract shared by the Kafka and the in-process implementations.
+
+Semantics both keep: a topic has partitions; a message's key picks its partition (murmur2, as Kafka's
+default partitioner), so one key stays in order; a consumer group splits the partitions among its
+members and resumes from the offsets it committed; nothing uncommitted is skipped on restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+ORG_HEADER: Final = "spanline-org"
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class BusMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+
+    def header(self, name: str) -> bytes | None:
+        for header_name, value in self.headers:
+            if header_name == name:
+                return value
+        return None
+
+
+class BusUnavailableError(RuntimeError):
+    """The bus cannot be reached (broker down, not started)."""
+
+
+class BusProducer(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+    ) -> None:
+        """Queue a message; it is durable once `flush()` returns."""
+
+    async def flush(self) -> None: ...
+
+
+class BusConsumer(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def getmany(self, *, max_records: int, timeout_ms: int) -> list[BusMessage]:
+        """Up to max_records messages, in offset order within each partition; [] on timeout."""
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit, per partition, the offset of the next message to read."""
+
+    def assignment(self) -> frozenset[TopicPartition]: ...
+
+
+class Bus(Protocol):
+    async def create_topics(self, names: Sequence[str], partitions: int) -> None:
+        """Create the topics that do not exist yet; existing ones are left as they are."""
+
+    def producer(self) -> BusProducer: ...
+
+    def consumer(
+        self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True
+    ) -> BusConsumer:
+        """A group member (group_id) or, with group_id None, a reader of every partition that commits
+        nothing and starts at the beginning or at the end (from_beginning=False: live tail)."""
+
+    async def ping(self, timeout_s: float = 3.0) -> None:
+        """Return when the bus answers; raise BusUnavailableError with the reason when it does not."""
+
+    async def close(self) -> None: ...

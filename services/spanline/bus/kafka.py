@@ -1,0 +1,180 @@
+"""The bus on Apache Kafka through aiokafka: idempotent acks=all producer with linger and compression,
+group consumers with manual commits, topic creation, and a reachability probe for /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import TopicPartition as KafkaTopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, TopicPartition
+
+# Big enough for thousands of ~1 KB events per request; the broker's default message.max.bytes is 1 MiB.
+_MAX_BATCH_BYTES = 1_000_000
+_FETCH_MAX_BYTES = 64 * 1024 * 1024
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "spanline",
+        compression: str = "lz4",
+        linger_ms: int = 10,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._compression = None if compression == "none" else compression
+        self._linger_ms = linger_ms
+
+    async def create_topics(self, names: Sequence[str], partitions: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self._client_id)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass  # another process created it between the list and the create
+        finally:
+            await admin.close()
+
+    def producer(self) -> KafkaProducer:
+        return KafkaProducer(
+            AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=self._linger_ms,
+                compression_type=self._compression,
+                max_batch_size=_MAX_BATCH_BYTES,
+            )
+        )
+
+    def consumer(
+        self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True
+    ) -> KafkaConsumer:
+        return KafkaConsumer(
+            AIOKafkaConsumer(
+                *topics,
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self._client_id,
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest" if from_beginning else "latest",
+                fetch_max_bytes=_FETCH_MAX_BYTES,
+                max_partition_fetch_bytes=_FETCH_MAX_BYTES // 8,
+            ),
+            has_group=group_id is not None,
+        )
+
+    async def ping(self, timeout_s: float = 3.0) -> None:
+        client = AIOKafkaClient(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self._client_id}-probe",
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+        try:
+            await asyncio.wait_for(client.bootstrap(), timeout_s)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise BusUnavailableError(
+                f"Kafka at {self.bootstrap_servers} does not answer: {exc or type(exc).__name__}"
+            ) from exc
+        finally:
+            await client.close()
+
+    async def close(self) -> None:
+        return None
+
+
+class KafkaProducer:
+    """Sends without waiting per message; `flush()` waits for every pending send and raises the
+    first delivery error, so a caller that flushes knows its messages are durable."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._pending: set[asyncio.Future[object]] = set()
+        self._failure: BaseException | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self._producer.start()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+    ) -> None:
+        delivery = await self._producer.send(topic, value, key=key, headers=list(headers))
+        self._pending.add(delivery)
+        delivery.add_done_callback(self._settled)
+
+    def _settled(self, delivery: asyncio.Future[object]) -> None:
+        self._pending.discard(delivery)
+        if not delivery.cancelled() and delivery.exception() is not None and self._failure is None:
+            self._failure = delivery.exception()
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise BusUnavailableError(f"a Kafka send failed: {failure}") from failure
+
+
+class KafkaConsumer:
+    def __init__(self, consumer: AIOKafkaConsumer, *, has_group: bool) -> None:
+        self._consumer = consumer
+        self._has_group = has_group
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self._consumer.start()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._consumer.stop()
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    async def getmany(self, *, max_records: int, timeout_ms: int) -> list[BusMessage]:
+        fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [
+            BusMessage(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                tuple(record.headers),
+                record.timestamp,
+            )
+            for records in fetched.values()
+            for record in records
+        ]
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not self._has_group:
+            raise RuntimeError("a consumer without a group has nothing to commit to")
+        await self._consumer.commit(
+            {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+        )

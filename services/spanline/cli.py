@@ -1,0 +1,165 @@
+"""The `spanline` command: one sub-command per service or chore; each builds what it needs and runs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from spanline.api.app import create_app
+from spanline.bus.factory import create_bus, ensure_topics
+from spanline.core.config import Settings
+from spanline.core.logging import configure_logging
+from spanline.events.json_schema import write_event_schemas
+from spanline.store.api_keys import create_api_key
+from spanline.store.migrations import apply_migrations
+from spanline.store.store import Store
+
+app = typer.Typer(
+    help="spanline: streaming trace and event pipeline for LLM workflow executions.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Generated schemas.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SPANLINE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        typer.echo(f"spanline: bad configuration: {problems}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
+    return settings
+
+
+async def migrate_store(store: Store, settings: Settings) -> list[str]:
+    applied = await store.run(lambda client: apply_migrations(client, settings.schemas_dir / "clickhouse"))
+    return [f"{migration.version:04d}_{migration.name}" for migration in applied]
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the ClickHouse migrations in schemas/clickhouse (safe to run twice)."""
+    settings = load_settings()
+
+    async def run() -> list[str]:
+        store = Store(settings.clickhouse_dsn, threads=1)
+        try:
+            return await migrate_store(store, settings)
+        finally:
+            store.close()
+
+    applied = asyncio.run(run())
+    typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option("--org", help="the organization the key belongs to")],
+    name: Annotated[str, typer.Option("--name", help="a label for the key")] = "",
+) -> None:
+    """Create an API key for an organization and print it (it is shown only this once)."""
+    settings = load_settings()
+
+    async def run() -> str:
+        store = Store(settings.clickhouse_dsn, threads=1)
+        try:
+            await migrate_store(store, settings)
+            return (await create_api_key(store, org, name)).key
+        finally:
+            store.close()
+
+    typer.echo(asyncio.run(run()))
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Option(help="where to write")] = Path("schemas/events"),
+) -> None:
+    """Write the JSON Schemas of the event contract, generated from the models."""
+    for path in write_event_schemas(directory):
+        typer.echo(str(path))
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the events, DLQ and executions topics on Kafka (SPANLINE_TOPIC_PARTITIONS partitions)."""
+    settings = load_settings()
+    if not settings.kafka_bootstrap:
+        typer.echo("spanline: SPANLINE_KAFKA_BOOTSTRAP is not set", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        bus = create_bus(settings)
+        try:
+            await ensure_topics(bus, settings)
+        finally:
+            await bus.close()
+
+    asyncio.run(run())
+    typer.echo("topics ready")
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address (SPANLINE_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (SPANLINE_API_PORT)")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    settings = load_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def dev(
+    host: Annotated[str | None, typer.Option(help="bind address (SPANLINE_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (SPANLINE_API_PORT)")] = None,
+) -> None:
+    """Everything in one process on the embedded defaults: migrations, a key for the default
+    organization, and the API (in-process bus unless SPANLINE_KAFKA_BOOTSTRAP is set)."""
+    settings = load_settings()
+
+    async def run() -> None:
+        store = Store(settings.clickhouse_dsn, threads=settings.store_threads)
+        bus = create_bus(settings)
+        try:
+            await migrate_store(store, settings)
+            await ensure_topics(bus, settings)
+            key = await create_api_key(store, settings.default_org, "spanline dev")
+            bind_host, bind_port = host or settings.api_host, port or settings.api_port
+            typer.echo(f"spanline dev: API on http://{bind_host}:{bind_port} (docs at /docs)")
+            typer.echo(f"spanline dev: API key for organization {settings.default_org!r}: {key.key}")
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings, store=store, bus=bus),
+                    host=bind_host,
+                    port=bind_port,
+                    log_level=settings.log_level.lower(),
+                )
+            )
+            await server.serve()
+        finally:
+            await bus.close()
+            store.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    app()

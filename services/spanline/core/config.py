@@ -1,0 +1,57 @@
+"""Settings for every spanline service, read from `SPANLINE_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# schemas/ sits beside services/ in the source tree (see DESIGN.md's layout).
+_SOURCE_SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas"
+
+Compression = Literal["gzip", "lz4", "zstd", "none"]
+
+
+class Settings(BaseSettings):
+    """One settings object; it fails at start with one clear line when a value is wrong."""
+
+    model_config = SettingsConfigDict(env_prefix="SPANLINE_", extra="ignore")
+
+    clickhouse_dsn: str = Field(
+        default="chdb://.spanline/chdb",
+        description="chdb://<dir> for embedded ClickHouse (chDB) or http(s)://user:pass@host:port/db",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset means the in-process bus"
+    )
+    events_topic: str = "spanline.events"
+    dlq_topic: str = "spanline.events.dlq"
+    executions_topic: str = "spanline.executions"
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+    consumer_group: str = "spanline-consumer"
+    kafka_compression: Compression = "lz4"
+    kafka_linger_ms: int = Field(default=10, ge=0, le=1000)
+    default_org: str = Field(default="default", min_length=1)
+    max_event_bytes: int = Field(default=1_048_576, ge=1024)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    store_threads: int = Field(default=4, ge=1, le=64)
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    schemas_dir: Path = _SOURCE_SCHEMAS_DIR
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _known_dsn_scheme(cls, value: str) -> str:
+        if not value.startswith(("chdb://", "http://", "https://")):
+            raise ValueError(
+                f"SPANLINE_CLICKHOUSE_DSN must start with chdb://, http:// or https://, got {value!r}"
+            )
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _blank_means_unset(cls, value: str | None) -> str | None:
+        return value or None

@@ -1,0 +1,59 @@
+"""Shared fixtures: one real Kafka broker and one chDB directory per test session; a fresh
+ClickHouse database per test. Set SPANLINE_TEST_CLICKHOUSE_DSN=http://host:8123 to use a server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from spanline.core.config import Settings
+from spanline.store.migrations import apply_migrations
+from spanline.store.store import Store
+from tests.kafka.broker import KafkaBroker
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = PROJECT_ROOT / "tests" / "data" / "events"
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    broker = KafkaBroker()
+    broker.start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_base_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    server = os.environ.get("SPANLINE_TEST_CLICKHOUSE_DSN")
+    if server:
+        return server.rstrip("/")
+    return "chdb://" + str(tmp_path_factory.mktemp("chdb"))
+
+
+def dsn_with_database(base: str, database: str) -> str:
+    if base.startswith("chdb://"):
+        return f"{base}?database={database}"
+    return f"{base}/{database}"
+
+
+@pytest.fixture
+def clickhouse_dsn(clickhouse_base_dsn: str) -> str:
+    return dsn_with_database(clickhouse_base_dsn, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def store(clickhouse_dsn: str) -> AsyncIterator[Store]:
+    store = Store(clickhouse_dsn, threads=2)
+    await store.run(lambda client: apply_migrations(client, PROJECT_ROOT / "schemas" / "clickhouse"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def settings(clickhouse_dsn: str) -> Settings:
+    return Settings(clickhouse_dsn=clickhouse_dsn, kafka_bootstrap=None)
