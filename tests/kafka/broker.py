@@ -7,6 +7,7 @@ downloads them (CI does this once); `KafkaBroker` formats a fresh log dir and ru
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -161,9 +162,7 @@ class KafkaBroker:
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"Kafka exited with {self._process.returncode}; see {self.work_dir}/broker.log"
-                )
+                raise RuntimeError(f"Kafka exited with {self._process.returncode}; see {self.work_dir}/broker.log")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     pass
@@ -226,9 +225,7 @@ if __name__ == "__main__":
     elif command == "run":  # a broker in the foreground, for benchmarks and manual runs
         with KafkaBroker() as broker:
             print(broker.bootstrap, flush=True)
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 broker._process.wait() if broker._process else None
-            except KeyboardInterrupt:
-                pass
     else:
         raise SystemExit(f"unknown command {command!r}; use fetch or run")

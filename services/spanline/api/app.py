@@ -27,9 +27,7 @@ def create_app(settings: Settings, *, store: Store | None = None, bus: Bus | Non
         app_store = store or Store(settings.clickhouse_dsn, threads=settings.store_threads)
         app_bus = bus or create_bus(settings)
         try:
-            yield {
-                "spanline": AppState(settings, app_store, app_bus, KeyCache(settings.api_key_cache_seconds))
-            }
+            yield {"spanline": AppState(settings, app_store, app_bus, KeyCache(settings.api_key_cache_seconds))}
         finally:
             if own_bus:
                 await app_bus.close()

@@ -48,9 +48,7 @@ class BusProducer(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
-    ) -> None:
+    async def send(self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()) -> None:
         """Queue a message; it is durable once `flush()` returns."""
 
     async def flush(self) -> None: ...
@@ -76,9 +74,7 @@ class Bus(Protocol):
 
     def producer(self) -> BusProducer: ...
 
-    def consumer(
-        self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True
-    ) -> BusConsumer:
+    def consumer(self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True) -> BusConsumer:
         """A group member (group_id) or, with group_id None, a reader of every partition that commits
         nothing and starts at the beginning or at the end (from_beginning=False: live tail)."""
 

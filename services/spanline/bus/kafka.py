@@ -116,9 +116,7 @@ class KafkaProducer:
             self._started = False
             await self._producer.stop()
 
-    async def send(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
-    ) -> None:
+    async def send(self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()) -> None:
         delivery = await self._producer.send(topic, value, key=key, headers=list(headers))
         self._pending.add(delivery)
         delivery.add_done_callback(self._settled)

@@ -4,6 +4,7 @@ embedded single-process mode and for tests that need a bus but not a broker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Mapping, Sequence
@@ -49,9 +50,7 @@ class MemoryBus:
 
     async def append(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
         logs = self._partitions_of(topic)
-        partition = (
-            partition_for_key(key, len(logs)) if key is not None else next(self._round_robin) % len(logs)
-        )
+        partition = partition_for_key(key, len(logs)) if key is not None else next(self._round_robin) % len(logs)
         log = logs[partition]
         log.append(BusMessage(topic, partition, len(log), key, value, headers, int(time.time() * 1000)))
         async with self._arrived:
@@ -62,10 +61,8 @@ class MemoryBus:
 
     async def wait_for_messages(self, timeout_s: float) -> None:
         async with self._arrived:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout_s)
-            except TimeoutError:
-                pass
 
     # groups -----------------------------------------------------------------------------------
 
@@ -90,9 +87,7 @@ class MemoryBus:
             return
         topics = sorted({topic for member in group.members for topic in member.topics})
         partitions = [
-            TopicPartition(topic, index)
-            for topic in topics
-            for index in range(len(self._partitions_of(topic)))
+            TopicPartition(topic, index) for topic in topics for index in range(len(self._partitions_of(topic)))
         ]
         shares: dict[int, dict[TopicPartition, int]] = {id(member): {} for member in group.members}
         for index, tp in enumerate(partitions):
@@ -128,9 +123,7 @@ class MemoryProducer:
     async def stop(self) -> None:
         return None
 
-    async def send(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
-    ) -> None:
+    async def send(self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()) -> None:
         await self._bus.append(topic, value, key, headers)
 
     async def flush(self) -> None:
@@ -138,9 +131,7 @@ class MemoryProducer:
 
 
 class MemoryConsumer:
-    def __init__(
-        self, bus: MemoryBus, topics: list[str], *, group_id: str | None, from_beginning: bool
-    ) -> None:
+    def __init__(self, bus: MemoryBus, topics: list[str], *, group_id: str | None, from_beginning: bool) -> None:
         self._bus = bus
         self.topics = topics
         self._group_id = group_id

@@ -50,9 +50,7 @@ def build_event_schemas() -> dict[str, dict[str, Any]]:
     """File name → JSON Schema document: one per event name, plus the envelope (any event)."""
     names = list(EVENT_TYPE_BY_NAME)
     types = [EVENT_TYPE_BY_NAME[name] for name in names]
-    (envelope, *per_event), defs = msgspec.json.schema_components(
-        [Event, *types], ref_template="#/$defs/{name}"
-    )
+    (envelope, *per_event), defs = msgspec.json.schema_components([Event, *types], ref_template="#/$defs/{name}")
     documents = {ENVELOPE_FILE: _document("envelope", envelope, defs)}
     for name, schema in zip(names, per_event, strict=True):
         documents[f"{name}.json"] = _document(name, schema, defs)

@@ -51,9 +51,7 @@ def create_clickhouse_client(dsn: str) -> Client:
         location = parse_chdb_dsn(dsn)
         if location.path != ":memory:":
             Path(location.path).mkdir(parents=True, exist_ok=True)
-        client = clickhouse_connect.get_client(
-            interface="chdb", path=location.path, settings=SESSION_SETTINGS
-        )
+        client = clickhouse_connect.get_client(interface="chdb", path=location.path, settings=SESSION_SETTINGS)
         if location.database:
             client.command(f"CREATE DATABASE IF NOT EXISTS `{_checked_database(location.database)}`")
             client.close()
