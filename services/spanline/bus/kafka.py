@@ -4,6 +4,7 @@ group consumers with manual commits, topic creation, and a reachability probe fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -40,10 +41,9 @@ class KafkaBus:
             existing = set(await admin.list_topics())
             missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
             if missing:
-                try:
+                # another process may create one between the list and the create
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass  # another process created it between the list and the create
         finally:
             await admin.close()
 

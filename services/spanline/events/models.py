@@ -15,7 +15,10 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 API_VERSIONS: Final = ("2024-10-25", "2025-07-30")
 ApiVersion = Literal["2024-10-25", "2025-07-30"]
-AwareDatetime = Annotated[datetime, Meta(tz=True)]
+# The pattern makes the published schema exactly as strict as the decoder (RFC 3339 with a `T`, no leap
+# second), so every schema-valid document decodes.
+RFC3339_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}[Tt][0-2]\d:[0-5]\d:[0-5]\d(\.\d+)?([Zz]|[+-][0-2]\d:[0-5]\d)$"
+AwareDatetime = Annotated[datetime, Meta(tz=True, extra_json_schema={"pattern": RFC3339_PATTERN})]
 Count = Annotated[int, Meta(ge=0)]
 
 # ParentContext types the contract names; any other string is accepted and kept.
@@ -66,10 +69,10 @@ class CodeResourceDefinition(Struct, omit_defaults=True):
     exclude_from_monitoring: bool | None = None
 
 
-class ParentContext(Struct, omit_defaults=True):
+class ParentContext(Struct, omit_defaults=True, kw_only=True):
     type: str
     span_id: UUID
-    parent: ParentContext | None = None
+    parent: ParentContext | None  # required, may be null: SPEC §1 always carries it
     workflow_definition: CodeResourceDefinition | None = None
     node_definition: CodeResourceDefinition | None = None
     trigger_id: str | None = None
