@@ -36,7 +36,7 @@ def strategy_for(info: mi.Type, depth: int = 0) -> st.SearchStrategy[Any]:
     if isinstance(info, mi.StructType):
         fields = {field.name: strategy_for(field.type, depth + 1) for field in info.fields}
         if info.cls.__name__ == "ParentContext":
-            fields["type"] = st.sampled_from(sorted(KNOWN_PARENT_TYPES) + ["SOME_FUTURE_TYPE"])
+            fields["type"] = st.sampled_from([*sorted(KNOWN_PARENT_TYPES), "SOME_FUTURE_TYPE"])
         return st.fixed_dictionaries(fields).map(lambda kwargs: info.cls(**kwargs))
     if isinstance(info, mi.NoneType):
         return st.none()

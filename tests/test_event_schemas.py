@@ -67,9 +67,29 @@ def test_generated_events_validate_against_the_schemas(event: Any) -> None:
 
 
 REPLACEMENTS = st.sampled_from(
-    [None, 0, -1, 1.5, True, "", "x", "not-a-uuid", "2026-01-15T09:30:00Z", "2026-01-15T09:30:00",
-     "2026-01-15T23:59:60Z", "0f8fad5b-d9cb-469f-a165-70867728950e", "0f8fad5bd9cb469fa16570867728950e",
-     [], {}, ["x"], {"a": 1}, "WORKFLOW", "node.execution.log", "2024-10-25", "INFO"]
+    [
+        None,
+        0,
+        -1,
+        1.5,
+        True,
+        "",
+        "x",
+        "not-a-uuid",
+        "2026-01-15T09:30:00Z",
+        "2026-01-15T09:30:00",
+        "2026-01-15T23:59:60Z",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "0f8fad5bd9cb469fa16570867728950e",
+        [],
+        {},
+        ["x"],
+        {"a": 1},
+        "WORKFLOW",
+        "node.execution.log",
+        "2024-10-25",
+        "INFO",
+    ]
 )
 DELETE = object()
 

@@ -20,10 +20,14 @@ from spanline.events.models import (
 from tests.conftest import EXAMPLES_DIR
 
 SPEC_EVENT_NAMES = {
-    *(f"workflow.execution.{kind}" for kind in
-      ("initiated", "streaming", "fulfilled", "rejected", "paused", "resumed", "snapshotted")),
-    *(f"node.execution.{kind}" for kind in
-      ("initiated", "streaming", "fulfilled", "rejected", "paused", "resumed", "log")),
+    *(
+        f"workflow.execution.{kind}"
+        for kind in ("initiated", "streaming", "fulfilled", "rejected", "paused", "resumed", "snapshotted")
+    ),
+    *(
+        f"node.execution.{kind}"
+        for kind in ("initiated", "streaming", "fulfilled", "rejected", "paused", "resumed", "log")
+    ),
 }
 
 
@@ -47,7 +51,8 @@ def test_examples_decode_and_round_trip(example: str) -> None:
 
 def test_usage_result_is_typed() -> None:
     plan = next(
-        event for event in map(decode_event, example_lines("research-nested.ndjson"))
+        event
+        for event in map(decode_event, example_lines("research-nested.ndjson"))
         if isinstance(event, NodeExecutionFulfilledEvent) and event.body.usage_result is not None
     )
     assert plan.body.usage_result is not None
@@ -79,7 +84,9 @@ def test_unknown_parent_types_are_kept() -> None:
     line = example_lines("failing.ndjson")[1]
     document = orjson.loads(line)
     document["parent"]["parent"] = {
-        "type": "SOMETHING_NEW", "span_id": "00000000-0000-4000-8000-000000000002", "parent": None,
+        "type": "SOMETHING_NEW",
+        "span_id": "00000000-0000-4000-8000-000000000002",
+        "parent": None,
     }
     event = decode_event(orjson.dumps(document))
     assert event.parent is not None and isinstance(event.parent.parent, ParentContext)

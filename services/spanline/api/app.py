@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from spanline import __version__
 from spanline.api.auth import KeyCache
-from spanline.api.routes import health
+from spanline.api.routes import health, organization
 from spanline.api.state import AppState
 from spanline.bus.factory import create_bus
 from spanline.bus.interface import Bus
@@ -41,4 +41,5 @@ def create_app(settings: Settings, *, store: Store | None = None, bus: Bus | Non
         lifespan=lifespan,
     )
     app.include_router(health.router)
+    app.include_router(organization.router)
     return app

@@ -8,7 +8,7 @@ import msgspec
 
 from spanline.events.models import Event
 
-_decoder: Final = msgspec.json.Decoder(Event)
+_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _encoder: Final = msgspec.json.Encoder()
 
 

@@ -1,0 +1,10 @@
+# One image for every spanline service; compose.yaml picks the command (api, consumer, executor, migrate).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY services ./services
+COPY schemas ./schemas
+RUN pip install --no-cache-dir -e .
+ENV SPANLINE_SCHEMAS_DIR=/app/schemas
+ENTRYPOINT ["spanline"]
+CMD ["api", "--host", "0.0.0.0"]
