@@ -14,7 +14,8 @@ from spanline.api.app import create_app
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.core.config import Settings
 from spanline.core.logging import configure_logging
-from spanline.events.json_schema import write_event_schemas
+from spanline.events.json_schema import render, write_event_schemas
+from spanline.executor.definition import workflow_json_schema
 from spanline.store.api_keys import create_api_key
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
@@ -85,9 +86,13 @@ def keys_create(
 def schemas_export(
     directory: Annotated[Path, typer.Option(help="where to write")] = Path("schemas/events"),
 ) -> None:
-    """Write the JSON Schemas of the event contract, generated from the models."""
+    """Write the JSON Schemas of the event contract and of workflow definitions, generated from the models."""
     for path in write_event_schemas(directory):
         typer.echo(str(path))
+    workflow_schema = directory.parent / "workflows" / "workflow.json"
+    workflow_schema.parent.mkdir(parents=True, exist_ok=True)
+    workflow_schema.write_text(render(workflow_json_schema()))
+    typer.echo(str(workflow_schema))
 
 
 @topics_app.command("create")
