@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # schemas/ sits beside services/ in the source tree (see DESIGN.md's layout).
@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     store_threads: int = Field(default=4, ge=1, le=64)
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
     schemas_dir: Path = _SOURCE_SCHEMAS_DIR
+    price_table: Path | None = Field(
+        default=None, description="TOML price table (USD per million tokens); unset = the shipped one"
+    )
+    local_provider_latency_ms: int = Field(default=20, ge=0, le=60_000)
+    openai_base_url: str | None = Field(default=None, description="OpenAI-compatible API, e.g. https://api.openai.com/v1")
+    openai_api_key: SecretStr | None = None
+    executor_concurrency: int = Field(default=8, ge=1, le=1000)
+    executor_group: str = "spanline-executor"
+    execute_timeout_s: float = Field(default=300.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("clickhouse_dsn")
