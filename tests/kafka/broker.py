@@ -118,8 +118,7 @@ class KafkaBroker:
                 self._classpath(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # one token: the id may start with "-"
                 "-c",
                 str(config),
                 "--standalone",

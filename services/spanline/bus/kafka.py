@@ -63,6 +63,8 @@ class KafkaBus:
     def consumer(
         self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True
     ) -> KafkaConsumer:
+        # A reader without a group is assigned every partition; start() waits for that and pins its
+        # position, so nothing produced after start() returns is missed.
         return KafkaConsumer(
             AIOKafkaConsumer(
                 *topics,
@@ -74,7 +76,9 @@ class KafkaBus:
                 fetch_max_bytes=_FETCH_MAX_BYTES,
                 max_partition_fetch_bytes=_FETCH_MAX_BYTES // 8,
             ),
-            has_group=group_id is not None,
+            topics=list(topics),
+            group_id=group_id,
+            from_beginning=from_beginning,
         )
 
     async def ping(self, timeout_s: float = 3.0) -> None:
@@ -136,20 +140,42 @@ class KafkaProducer:
 
 
 class KafkaConsumer:
-    def __init__(self, consumer: AIOKafkaConsumer, *, has_group: bool) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, *, topics: list[str], group_id: str | None, from_beginning: bool
+    ) -> None:
         self._consumer = consumer
-        self._has_group = has_group
+        self._topics = topics
+        self._has_group = group_id is not None
+        self._from_beginning = from_beginning
         self._started = False
 
     async def start(self) -> None:
-        if not self._started:
-            await self._consumer.start()
-            self._started = True
+        if self._started:
+            return
+        await self._consumer.start()
+        self._started = True
+        if not self._has_group:
+            await self._assign_everything()
 
     async def stop(self) -> None:
         if self._started:
             self._started = False
             await self._consumer.stop()
+
+    async def _assign_everything(self, timeout_s: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while {tp.topic for tp in self._consumer.assignment()} != set(self._topics):
+            if loop.time() > deadline:
+                raise BusUnavailableError(f"no partitions assigned for {self._topics} after {timeout_s}s")
+            await asyncio.sleep(0.05)  # assignment follows the first metadata round
+        partitions = sorted(self._consumer.assignment())
+        if self._from_beginning:
+            await self._consumer.seek_to_beginning(*partitions)
+        else:
+            await self._consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            await self._consumer.position(partition)  # resolve now, not at the first fetch
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment())

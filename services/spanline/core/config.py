@@ -44,7 +44,9 @@ class Settings(BaseSettings):
         default=None, description="TOML price table (USD per million tokens); unset = the shipped one"
     )
     local_provider_latency_ms: int = Field(default=20, ge=0, le=60_000)
-    openai_base_url: str | None = Field(default=None, description="OpenAI-compatible API, e.g. https://api.openai.com/v1")
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API, e.g. https://api.openai.com/v1"
+    )
     openai_api_key: SecretStr | None = None
     executor_concurrency: int = Field(default=8, ge=1, le=1000)
     executor_group: str = "spanline-executor"
