@@ -1,0 +1,26 @@
+"""Runs inside the subprocess of a `code` node: reads {code, inputs} as JSON on stdin, calls
+`main(**inputs)`, writes {ok, value} or {ok: false, error, type, stacktrace} as JSON on stdout."""
+
+import json
+import sys
+import traceback
+
+
+def _run() -> dict[str, object]:
+    request = json.load(sys.stdin)
+    namespace: dict[str, object] = {"__name__": "spanline_code_node"}
+    try:
+        exec(compile(request["code"], "<code node>", "exec"), namespace)
+        main = namespace.get("main")
+        if not callable(main):
+            return {"ok": False, "error": "the code defines no main() function", "type": "INVALID_CODE"}
+        value = main(**request["inputs"])
+        json.dumps(value)  # outputs must be JSON
+        return {"ok": True, "value": value}
+    except Exception as exc:  # the user's exception, reported back verbatim
+        return {"ok": False, "error": str(exc), "type": type(exc).__name__, "stacktrace": traceback.format_exc()}
+
+
+if __name__ == "__main__":
+    result = _run()
+    sys.stdout.write(json.dumps(result, default=str))
