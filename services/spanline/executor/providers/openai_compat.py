@@ -187,5 +187,7 @@ def _status_error(provider: str, status: int, raw: bytes) -> ProviderError:
     except ValueError:
         text = body.strip() or "(empty body)"
     return ProviderError(
-        _status_code(status), f"{provider} returned HTTP {status}: {text}", {"status": status, "body": body}
+        _status_code(status),
+        f"{provider} returned HTTP {status}: {text[:MAX_ERROR_BODY_CHARS]}",
+        {"status": status, "body": body},
     )
