@@ -60,9 +60,7 @@ class KafkaBus:
             )
         )
 
-    def consumer(
-        self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True
-    ) -> KafkaConsumer:
+    def consumer(self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True) -> KafkaConsumer:
         # A reader without a group is assigned every partition; start() waits for that and pins its
         # position, so nothing produced after start() returns is missed.
         return KafkaConsumer(

@@ -101,9 +101,7 @@ class MemoryBus:
     def producer(self) -> MemoryProducer:
         return MemoryProducer(self)
 
-    def consumer(
-        self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True
-    ) -> MemoryConsumer:
+    def consumer(self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True) -> MemoryConsumer:
         return MemoryConsumer(self, list(topics), group_id=group_id, from_beginning=from_beginning)
 
     async def ping(self, timeout_s: float = 3.0) -> None:

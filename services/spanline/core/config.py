@@ -48,6 +48,7 @@ class Settings(BaseSettings):
         default=None, description="OpenAI-compatible API, e.g. https://api.openai.com/v1"
     )
     openai_api_key: SecretStr | None = None
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces endpoint for the executor's spans")
     executor_concurrency: int = Field(default=8, ge=1, le=1000)
     executor_group: str = "spanline-executor"
     execute_timeout_s: float = Field(default=300.0, gt=0)
@@ -57,9 +58,7 @@ class Settings(BaseSettings):
     @classmethod
     def _known_dsn_scheme(cls, value: str) -> str:
         if not value.startswith(("chdb://", "http://", "https://")):
-            raise ValueError(
-                f"SPANLINE_CLICKHOUSE_DSN must start with chdb://, http:// or https://, got {value!r}"
-            )
+            raise ValueError(f"SPANLINE_CLICKHOUSE_DSN must start with chdb://, http:// or https://, got {value!r}")
         return value
 
     @field_validator("kafka_bootstrap")

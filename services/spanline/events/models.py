@@ -293,9 +293,7 @@ Event = WorkflowEvent | NodeEvent
 WORKFLOW_EVENT_TYPES: Final[tuple[type[_Envelope], ...]] = WorkflowEvent.__args__
 NODE_EVENT_TYPES: Final[tuple[type[_Envelope], ...]] = NodeEvent.__args__
 EVENT_TYPES: Final[tuple[type[_Envelope], ...]] = WORKFLOW_EVENT_TYPES + NODE_EVENT_TYPES
-EVENT_TYPE_BY_NAME: Final[dict[str, type[_Envelope]]] = {
-    str(cls.__struct_config__.tag): cls for cls in EVENT_TYPES
-}
+EVENT_TYPE_BY_NAME: Final[dict[str, type[_Envelope]]] = {str(cls.__struct_config__.tag): cls for cls in EVENT_TYPES}
 EVENT_NAMES: Final[tuple[str, ...]] = tuple(EVENT_TYPE_BY_NAME)
 TERMINAL_WORKFLOW_EVENT_NAMES: Final = frozenset(
     {"workflow.execution.fulfilled", "workflow.execution.rejected", "workflow.execution.paused"}

@@ -101,9 +101,7 @@ def graph_problems(definition: WorkflowDefinition) -> list[str]:
     ]
     for node in definition.nodes:
         if node.kind not in NODE_KINDS:
-            problems.append(
-                f"node {node.id!r} has unknown kind {node.kind!r} (known: {', '.join(sorted(NODE_KINDS))})"
-            )
+            problems.append(f"node {node.id!r} has unknown kind {node.kind!r} (known: {', '.join(sorted(NODE_KINDS))})")
         for name, binding in node.inputs.items():
             if isinstance(binding, FromNodeOutput) and binding.node not in known_nodes:
                 problems.append(f"node {node.id!r} input {name!r} reads from unknown node {binding.node!r}")
@@ -117,13 +115,9 @@ def graph_problems(definition: WorkflowDefinition) -> list[str]:
             elif edge.port is not None:
                 upstream = next(n for n in definition.nodes if n.id == edge.node)
                 if upstream.kind != "conditional":
-                    problems.append(
-                        f"node {node.id!r} waits on port {edge.port!r} of non-conditional {edge.node!r}"
-                    )
+                    problems.append(f"node {node.id!r} waits on port {edge.port!r} of non-conditional {edge.node!r}")
                 elif edge.port not in conditional_ports(upstream):
-                    problems.append(
-                        f"node {node.id!r} waits on port {edge.port!r} that {edge.node!r} does not have"
-                    )
+                    problems.append(f"node {node.id!r} waits on port {edge.port!r} that {edge.node!r} does not have")
         problems += kind_config_problems(node)
     for output in definition.outputs:
         source = output.source

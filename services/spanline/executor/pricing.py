@@ -86,13 +86,7 @@ def _model_price(source: Path, model: str, entry: Any) -> ModelPrice:
     values: dict[str, float] = {}
     for field in PRICE_FIELDS:
         value = entry[field]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (math.isfinite(value) and value >= 0)
-        ):
-            raise PriceTableError(
-                f"{where}: {field} must be a number >= 0 (USD per million tokens), got {value!r}"
-            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value >= 0):
+            raise PriceTableError(f"{where}: {field} must be a number >= 0 (USD per million tokens), got {value!r}")
         values[field] = float(value)
     return ModelPrice(**values)

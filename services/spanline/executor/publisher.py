@@ -42,7 +42,10 @@ class EventPublisher:
             try:
                 for org, root, event in batch:
                     await self._producer.send(
-                        self._topic, encode_event(event), key=str(root).encode(), headers=((ORG_HEADER, org.encode()),)
+                        self._topic,
+                        encode_event(event),
+                        key=str(root).encode(),
+                        headers=((ORG_HEADER, org.encode()),),
                     )
                 await self._producer.flush()
             except Exception:

@@ -80,7 +80,7 @@ class _Attrs:
     def text(self, key: str) -> str:
         return str(self._attributes[key])
 
-    def json(self, key: str, kind: type[Any] = object) -> Any:
+    def json(self, key: str, kind: Any = object) -> Any:
         raw = self._attributes.get(key)
         return None if raw is None else msgspec.json.decode(str(raw), type=kind)
 
@@ -154,3 +154,7 @@ class VellumEventProcessor(SpanProcessor):
             "span_id": UUID(attrs.text(SPAN_ID)),
             "parent": attrs.json(PARENT, ParentContext | None),
         }
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -63,9 +63,7 @@ class Store:
     ) -> None:
         if not rows:
             return
-        await self.run(
-            lambda client: client.insert(table, rows, column_names=list(column_names), settings=settings)
-        )
+        await self.run(lambda client: client.insert(table, rows, column_names=list(column_names), settings=settings))
 
     async def ping(self) -> None:
         try:

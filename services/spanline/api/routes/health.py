@@ -28,9 +28,7 @@ async def readyz(store: StoreDep, bus: BusDep) -> JSONResponse:
         if isinstance(outcome, StoreUnavailableError | BusUnavailableError)
     }
     for outcome in (store_check, bus_check):
-        if isinstance(outcome, BaseException) and not isinstance(
-            outcome, StoreUnavailableError | BusUnavailableError
-        ):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, StoreUnavailableError | BusUnavailableError):
             raise outcome
     if problems:
         detail = "; ".join(f"{name}: {reason}" for name, reason in problems.items())

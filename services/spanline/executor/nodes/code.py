@@ -20,8 +20,12 @@ DEFAULT_TIMEOUT_S: Final = 30.0
 async def run_code(config: dict[str, Any], inputs: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
     payload = json.dumps({"code": config["code"], "inputs": inputs}).encode()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", str(RUNNER),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-I",
+        str(RUNNER),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     limit = timeout_s or DEFAULT_TIMEOUT_S
     try:

@@ -37,7 +37,9 @@ def choose_port(config: dict[str, Any], inputs: dict[str, Any]) -> str:
             if _OPERATIONS[op](inputs[name], when.get("value")):
                 return str(branch["port"])
         except TypeError as exc:
-            raise ExecutionFailure("NODE_EXECUTION", f"cannot evaluate {name} {op} {when.get('value')!r}: {exc}") from exc
+            raise ExecutionFailure(
+                "NODE_EXECUTION", f"cannot evaluate {name} {op} {when.get('value')!r}: {exc}"
+            ) from exc
     default = config.get("default_port")
     if default is None:
         raise ExecutionFailure("NODE_EXECUTION", "no branch matched and there is no default_port")

@@ -111,9 +111,7 @@ class OpenAICompatibleProvider:
         if not isinstance(chunk, dict):
             raise ProviderError("LLM_PROVIDER", f"{self.name}: stream chunk is not an object", {"chunk": data})
         if chunk.get("error"):
-            raise ProviderError(
-                "LLM_PROVIDER", f"{self.name}: error in stream: {_error_text(chunk)}", {"body": chunk}
-            )
+            raise ProviderError("LLM_PROVIDER", f"{self.name}: error in stream: {_error_text(chunk)}", {"body": chunk})
         return chunk
 
 

@@ -1,0 +1,401 @@
+"""Runs one workflow execution: every workflow and node execution is an OpenTelemetry span (the
+`VellumEventProcessor` turns their starts and ends into events); nodes whose inputs are ready run
+concurrently; untaken conditional branches are skipped; subworkflows nest under their calling node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from uuid import UUID
+
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from spanline.events.models import (
+    CodeResourceDefinition,
+    ExecutionError,
+    NodeExecutionStreamingEvent,
+    NodeStreamingBody,
+    ParentContext,
+    StreamedOutput,
+    WorkflowExecutionStreamingEvent,
+    WorkflowStreamingBody,
+)
+from spanline.executor import spans
+from spanline.executor.definition import (
+    FromNodeOutput,
+    FromWorkflowInput,
+    NodeDefinition,
+    WorkflowDefinition,
+    dependencies,
+)
+from spanline.executor.errors import ExecutionFailure
+from spanline.executor.nodes.code import run_code
+from spanline.executor.nodes.conditional import choose_port
+from spanline.executor.nodes.model import CostModel, run_model
+from spanline.executor.nodes.template import run_template
+from spanline.executor.providers.base import ModelProvider
+from spanline.executor.requests import ExecutionRequest, WorkflowSnapshot
+
+MAX_SUBWORKFLOW_DEPTH: Final = 8
+_INPUT_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "STRING": (str,),
+    "NUMBER": (int, float),
+    "ARRAY": (list,),
+    "CHAT_HISTORY": (list,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowOutcome:
+    outputs: dict[str, Any] | None
+    error: ExecutionFailure | None
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeResult:
+    outputs: dict[str, Any] = field(default_factory=dict)
+    port: str | None = None
+    skipped: bool = False
+
+
+_SKIPPED: Final = _NodeResult(skipped=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What every span of one top-level execution shares."""
+
+    org: str
+    root: UUID
+    subworkflows: Mapping[str, WorkflowSnapshot]
+
+
+def check_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) -> dict[str, Any]:
+    declared = {workflow_input.name: workflow_input for workflow_input in definition.inputs}
+    problems = [f"unknown input {name!r}" for name in given if name not in declared]
+    resolved: dict[str, Any] = {}
+    for name, spec in declared.items():
+        if name in given:
+            value = given[name]
+            allowed = _INPUT_TYPES.get(spec.type)
+            if (allowed and not isinstance(value, allowed)) or (isinstance(value, bool) and spec.type == "NUMBER"):
+                problems.append(f"input {name!r} should be {spec.type}, got {type(value).__name__}")
+            resolved[name] = value
+        elif not spec.required:
+            resolved[name] = spec.default
+        else:
+            problems.append(f"missing required input {name!r}")
+    if problems:
+        raise ExecutionFailure("INVALID_INPUTS", "; ".join(problems))
+    return resolved
+
+
+class WorkflowRunner:
+    def __init__(
+        self,
+        tracer: Tracer,
+        emit: spans.EventSink,
+        providers: Mapping[str, ModelProvider],
+        prices: CostModel,
+    ) -> None:
+        self._tracer = tracer
+        self._emit = emit
+        self._providers = providers
+        self._prices = prices
+
+    async def run(self, request: ExecutionRequest) -> WorkflowOutcome:
+        run = _Run(request.org, request.execution_id, request.subworkflows)
+        return await self._run_workflow(request.workflow, request.inputs, request.execution_id, None, run, 0)
+
+    async def _run_workflow(
+        self,
+        snapshot: WorkflowSnapshot,
+        inputs: Mapping[str, Any],
+        span_id: UUID,
+        parent: ParentContext | None,
+        run: _Run,
+        depth: int,
+    ) -> WorkflowOutcome:
+        name = str(snapshot.definition.get("name", "workflow"))
+        workflow_definition = CodeResourceDefinition(id=snapshot.workflow_id, name=name, module=["workflows", name])
+        attributes = self._attributes("workflow", span_id, run, parent, workflow_definition, dict(inputs))
+        with self._tracer.start_as_current_span(
+            f"workflow {name}", attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                definition = WorkflowDefinition.model_validate(snapshot.definition)
+                resolved = check_inputs(definition, inputs)
+                context = ParentContext(
+                    type="WORKFLOW", span_id=span_id, workflow_definition=workflow_definition, parent=parent
+                )
+                async with asyncio.timeout(definition.timeout_s):
+                    outputs = await self._run_graph(definition, snapshot, resolved, context, run, depth, span)
+            except TimeoutError:
+                return self._fail(span, ExecutionFailure("WORKFLOW_TIMEOUT", f"workflow {name!r} timed out"))
+            except ExecutionFailure as failure:
+                return self._fail(span, failure)
+            except asyncio.CancelledError:
+                self._fail(span, ExecutionFailure("WORKFLOW_CANCELLED", "the execution was cancelled"))
+                raise
+            except ValueError as exc:  # a stored definition that no longer validates
+                return self._fail(span, ExecutionFailure("INVALID_WORKFLOW", str(exc)))
+            span.set_attribute(spans.OUTPUTS, spans.to_json(outputs))
+            return WorkflowOutcome(outputs, None)
+
+    async def _run_graph(
+        self,
+        definition: WorkflowDefinition,
+        snapshot: WorkflowSnapshot,
+        inputs: dict[str, Any],
+        context: ParentContext,
+        run: _Run,
+        depth: int,
+        span: Span,
+    ) -> dict[str, Any]:
+        results: dict[str, _NodeResult] = {}
+        waiting = {node.id: node for node in definition.nodes}
+        running: dict[asyncio.Task[_NodeResult], str] = {}
+        try:
+            while waiting or running:
+                self._start_ready(waiting, results, running, inputs, snapshot, context, run, depth)
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    node_id = running.pop(task)
+                    results[node_id] = task.result()  # a failed node fails the workflow
+                    self._stream_outputs(definition, node_id, results[node_id], context, run, span)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        return {output.name: _read(output.source, results, inputs) for output in definition.outputs}
+
+    def _start_ready(
+        self,
+        waiting: dict[str, NodeDefinition],
+        results: dict[str, _NodeResult],
+        running: dict[asyncio.Task[_NodeResult], str],
+        inputs: dict[str, Any],
+        snapshot: WorkflowSnapshot,
+        context: ParentContext,
+        run: _Run,
+        depth: int,
+    ) -> None:
+        progressed = True
+        while progressed:  # skipping a node can make its dependents ready at once
+            progressed = False
+            for node_id, node in list(waiting.items()):
+                if not dependencies(node) <= results.keys():
+                    continue
+                del waiting[node_id]
+                progressed = True
+                if _skipped(node, results):
+                    results[node_id] = _SKIPPED
+                    continue
+                node_inputs = {name: _read(binding, results, inputs) for name, binding in node.inputs.items()}
+                task = asyncio.create_task(self._run_node(node, node_inputs, snapshot, context, run, depth))
+                running[task] = node_id
+
+    async def _run_node(
+        self,
+        node: NodeDefinition,
+        inputs: dict[str, Any],
+        snapshot: WorkflowSnapshot,
+        context: ParentContext,
+        run: _Run,
+        depth: int,
+    ) -> _NodeResult:
+        workflow_definition = context.workflow_definition
+        assert workflow_definition is not None
+        span_id = uuid.uuid4()
+        node_definition = CodeResourceDefinition(
+            id=uuid.uuid5(snapshot.workflow_id, node.id),
+            name=node.label or node.id,
+            module=[*workflow_definition.module, node.id],
+            exclude_from_monitoring=False,
+        )
+        attributes = self._attributes("node", span_id, run, context, node_definition, inputs)
+        with self._tracer.start_as_current_span(
+            f"node {node.id}", attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                async with asyncio.timeout(node.timeout_s):
+                    result = await self._dispatch(node, inputs, span_id, node_definition, context, run, depth, span)
+            except TimeoutError:
+                failure = ExecutionFailure("NODE_TIMEOUT", f"node {node.id!r} exceeded its {node.timeout_s:g}s timeout")
+                self._fail(span, failure)
+                raise failure from None
+            except ExecutionFailure as failure:
+                self._fail(span, failure)
+                raise
+            except asyncio.CancelledError:
+                self._fail(span, ExecutionFailure("NODE_CANCELLED", f"node {node.id!r} was cancelled"))
+                raise
+            except Exception as exc:  # a bug in a node kind still ends the span with an error
+                crashed = ExecutionFailure("NODE_EXECUTION", f"{type(exc).__name__}: {exc}")
+                self._fail(span, crashed)
+                raise crashed from exc
+            span.set_attribute(spans.OUTPUTS, spans.to_json(result.outputs))
+            if result.port is not None:
+                span.set_attribute(spans.INVOKED_PORTS, spans.to_json([result.port]))
+            return result
+
+    async def _dispatch(
+        self,
+        node: NodeDefinition,
+        inputs: dict[str, Any],
+        span_id: UUID,
+        node_definition: CodeResourceDefinition,
+        context: ParentContext,
+        run: _Run,
+        depth: int,
+        span: Span,
+    ) -> _NodeResult:
+        if node.kind == "template":
+            return _NodeResult(await run_template(node.config, inputs))
+        if node.kind == "code":
+            return _NodeResult(await run_code(node.config, inputs, node.timeout_s))
+        if node.kind == "conditional":
+            port = choose_port(node.config, inputs)
+            return _NodeResult({"output": port}, port=port)
+        if node.kind == "model":
+
+            async def on_delta(delta: str) -> None:
+                self._emit_node_delta(span, span_id, node_definition, context, run, delta)
+
+            outcome = await run_model(node.config, inputs, self._providers, self._prices, on_delta)
+            span.set_attribute(spans.USAGE, spans.to_json(outcome.usage_result))
+            return _NodeResult(outcome.outputs)
+        if node.kind == "subworkflow":
+            return await self._run_subworkflow(node, inputs, span_id, node_definition, context, run, depth)
+        raise ExecutionFailure("INVALID_WORKFLOW", f"node {node.id!r} has unknown kind {node.kind!r}")
+
+    async def _run_subworkflow(
+        self,
+        node: NodeDefinition,
+        inputs: dict[str, Any],
+        span_id: UUID,
+        node_definition: CodeResourceDefinition,
+        context: ParentContext,
+        run: _Run,
+        depth: int,
+    ) -> _NodeResult:
+        name = str(node.config["workflow"])
+        snapshot = run.subworkflows.get(name)
+        if snapshot is None:
+            raise ExecutionFailure("INVALID_WORKFLOW", f"subworkflow {name!r} is not part of this run")
+        if depth >= MAX_SUBWORKFLOW_DEPTH:
+            raise ExecutionFailure("NODE_EXECUTION_COUNT_LIMIT_REACHED", f"subworkflows nest deeper than {depth}")
+        parent = ParentContext(type="WORKFLOW_NODE", span_id=span_id, node_definition=node_definition, parent=context)
+        outcome = await self._run_workflow(snapshot, inputs, uuid.uuid4(), parent, run, depth + 1)
+        if outcome.error is not None:
+            raise ExecutionFailure(outcome.error.code, outcome.error.message, raw_data=outcome.error.raw_data)
+        return _NodeResult(outcome.outputs or {})
+
+    # events emitted inside a span ---------------------------------------------------------------
+
+    def _emit_node_delta(
+        self,
+        span: Span,
+        span_id: UUID,
+        node_definition: CodeResourceDefinition,
+        context: ParentContext,
+        run: _Run,
+        delta: str,
+    ) -> None:
+        body = NodeStreamingBody(node_definition=node_definition, output=StreamedOutput(name="output", delta=delta))
+        event = NodeExecutionStreamingEvent(**_envelope(span, span_id, context), body=body)
+        self._emit(run.org, run.root, event)
+
+    def _stream_outputs(
+        self,
+        definition: WorkflowDefinition,
+        node_id: str,
+        result: _NodeResult,
+        context: ParentContext,
+        run: _Run,
+        span: Span,
+    ) -> None:
+        """Each workflow output is streamed as soon as the node it comes from has finished."""
+        assert context.workflow_definition is not None
+        for output in definition.outputs:
+            if isinstance(output.source, FromNodeOutput) and output.source.node == node_id:
+                value = result.outputs.get(output.source.output)
+                body = WorkflowStreamingBody(
+                    workflow_definition=context.workflow_definition,
+                    output=StreamedOutput(name=output.name, value=value),
+                )
+                event = WorkflowExecutionStreamingEvent(**_envelope(span, context.span_id, context.parent), body=body)
+                self._emit(run.org, run.root, event)
+
+    # helpers ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _attributes(
+        kind: str,
+        span_id: UUID,
+        run: _Run,
+        parent: ParentContext | None,
+        definition: CodeResourceDefinition,
+        inputs: dict[str, Any],
+    ) -> dict[str, str]:
+        return {
+            spans.KIND: kind,
+            spans.SPAN_ID: str(span_id),
+            spans.ROOT: str(run.root),
+            spans.ORG: run.org,
+            spans.PARENT: spans.to_json(parent),
+            spans.DEFINITION: spans.to_json(definition),
+            spans.INPUTS: spans.to_json(inputs),
+        }
+
+    @staticmethod
+    def _fail(span: Span, failure: ExecutionFailure) -> WorkflowOutcome:
+        error = ExecutionError(
+            message=failure.message, code=failure.code, raw_data=failure.raw_data, stacktrace=failure.stacktrace
+        )
+        span.set_attribute(spans.ERROR, spans.to_json(error))
+        span.set_status(Status(StatusCode.ERROR, failure.message))
+        return WorkflowOutcome(None, failure)
+
+
+def _envelope(span: Span, span_id: UUID, parent: ParentContext | None) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "timestamp": spans.now(),
+        "trace_id": UUID(int=span.get_span_context().trace_id),
+        "span_id": span_id,
+        "parent": parent,
+    }
+
+
+def _skipped(node: NodeDefinition, results: Mapping[str, _NodeResult]) -> bool:
+    """Skipped: after an untaken port or a skipped node; or every node it reads from was skipped."""
+    for edge in node.after:
+        upstream = results[edge.node]
+        if upstream.skipped or (edge.port is not None and upstream.port != edge.port):
+            return True
+    sources = [b.node for b in node.inputs.values() if isinstance(b, FromNodeOutput)]
+    return bool(sources) and all(results[source].skipped for source in sources)
+
+
+def _read(binding: Any, results: Mapping[str, _NodeResult], inputs: Mapping[str, Any]) -> Any:
+    if isinstance(binding, FromWorkflowInput):
+        return inputs.get(binding.workflow_input)
+    if isinstance(binding, FromNodeOutput):
+        result = results[binding.node]
+        if result.skipped:
+            return None
+        if binding.output not in result.outputs:
+            raise ExecutionFailure(
+                "NODE_EXECUTION",
+                f"node {binding.node!r} has no output {binding.output!r}",
+                raw_data={"outputs": list(result.outputs)},
+            )
+        return result.outputs[binding.output]
+    return binding.value
