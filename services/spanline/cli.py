@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,8 @@ from spanline.core.config import Settings
 from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
 from spanline.executor.definition import workflow_json_schema
+from spanline.executor.examples import load_examples
+from spanline.executor.worker import ExecutorWorker
 from spanline.store.api_keys import create_api_key
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
@@ -129,13 +132,43 @@ def api(
     )
 
 
+def _stop_on_signals(stopping: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stopping.set)
+
+
+@app.command()
+def executor() -> None:
+    """Run workflows from spanline.executions (a consumer-group member; needs SPANLINE_KAFKA_BOOTSTRAP)."""
+    settings = load_settings()
+    if not settings.kafka_bootstrap:
+        typer.echo(
+            "spanline: the executor service needs SPANLINE_KAFKA_BOOTSTRAP (spanline dev runs one in-process)", err=True
+        )
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        bus = create_bus(settings)
+        await ensure_topics(bus, settings)
+        stopping = asyncio.Event()
+        _stop_on_signals(stopping)
+        try:
+            await ExecutorWorker(bus, settings).run(stopping)
+        finally:
+            await bus.close()
+
+    asyncio.run(run())
+
+
 @app.command()
 def dev(
     host: Annotated[str | None, typer.Option(help="bind address (SPANLINE_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (SPANLINE_API_PORT)")] = None,
 ) -> None:
-    """Everything in one process on the embedded defaults: migrations, a key for the default
-    organization, and the API (in-process bus unless SPANLINE_KAFKA_BOOTSTRAP is set)."""
+    """Everything in one process on the embedded defaults: migrations, the example workflows and a key
+    for the default organization, an executor, and the API (in-process bus unless SPANLINE_KAFKA_BOOTSTRAP
+    is set; embedded ClickHouse unless SPANLINE_CLICKHOUSE_DSN names a server)."""
     settings = load_settings()
 
     async def run() -> None:
@@ -144,10 +177,20 @@ def dev(
         try:
             await migrate_store(store, settings)
             await ensure_topics(bus, settings)
+            examples = await load_examples(store, settings.default_org)
             key = await create_api_key(store, settings.default_org, "spanline dev")
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
-            typer.echo(f"spanline dev: API on http://{bind_host}:{bind_port} (docs at /docs)")
+            base = f"http://{bind_host}:{bind_port}"
+            typer.echo(f"spanline dev: API on {base} (docs at /docs)")
             typer.echo(f"spanline dev: API key for organization {settings.default_org!r}: {key.key}")
+            typer.echo(f"spanline dev: workflows: {', '.join(workflow.name for workflow in examples)}; try")
+            typer.echo(
+                f"  curl -N -H 'X-API-KEY: {key.key}' -H 'Content-Type: application/json' "
+                f'-d \'{{"inputs": {{"question": "why keys?"}}}}\' '
+                f"{base}/v1/workflow-deployments/research/execute-stream"
+            )
+            stopping = asyncio.Event()
+            worker = asyncio.create_task(ExecutorWorker(bus, settings).run(stopping), name="executor")
             server = uvicorn.Server(
                 uvicorn.Config(
                     create_app(settings, store=store, bus=bus),
@@ -156,7 +199,11 @@ def dev(
                     log_level=settings.log_level.lower(),
                 )
             )
-            await server.serve()
+            try:
+                await server.serve()
+            finally:
+                stopping.set()
+                await worker
         finally:
             await bus.close()
             store.close()

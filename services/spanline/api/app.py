@@ -1,19 +1,21 @@
-"""The API's composition root: `create_app(settings)` builds the store and bus in its lifespan and
-closes them in reverse order; pre-built ones (from `spanline dev` or tests) are used and left open."""
+"""The API's composition root: `create_app(settings)` builds the store, bus, producer and live hub in
+its lifespan and closes them in reverse order; a pre-built store and bus (from `spanline dev` or tests)
+are used and left open."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from spanline import __version__
 from spanline.api.auth import KeyCache
-from spanline.api.routes import health, organization
+from spanline.api.live import LiveHub
+from spanline.api.routes import execute, health, organization, workflows
 from spanline.api.state import AppState
-from spanline.bus.factory import create_bus
+from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
 from spanline.core.config import Settings
 from spanline.store.store import Store
@@ -22,17 +24,24 @@ from spanline.store.store import Store
 def create_app(settings: Settings, *, store: Store | None = None, bus: Bus | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        own_store = store is None
-        own_bus = bus is None
-        app_store = store or Store(settings.clickhouse_dsn, threads=settings.store_threads)
-        app_bus = bus or create_bus(settings)
-        try:
-            yield {"spanline": AppState(settings, app_store, app_bus, KeyCache(settings.api_key_cache_seconds))}
-        finally:
-            if own_bus:
-                await app_bus.close()
-            if own_store:
-                app_store.close()
+        async with AsyncExitStack() as stack:
+            app_store = store
+            if app_store is None:
+                app_store = Store(settings.clickhouse_dsn, threads=settings.store_threads)
+                stack.callback(app_store.close)
+            app_bus = bus
+            if app_bus is None:
+                app_bus = create_bus(settings)
+                stack.push_async_callback(app_bus.close)
+            await ensure_topics(app_bus, settings)
+            producer = app_bus.producer()
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            hub = LiveHub(app_bus, settings.events_topic, settings.default_org)
+            await hub.start()
+            stack.push_async_callback(hub.stop)
+            state = AppState(settings, app_store, app_bus, KeyCache(settings.api_key_cache_seconds), producer, hub)
+            yield {"spanline": state}
 
     app = FastAPI(
         title="spanline",
@@ -40,6 +49,6 @@ def create_app(settings: Settings, *, store: Store | None = None, bus: Bus | Non
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
-    app.include_router(health.router)
-    app.include_router(organization.router)
+    for router in (health.router, organization.router, workflows.router, execute.router):
+        app.include_router(router)
     return app

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spanline.api.auth import KeyCache
-from spanline.bus.interface import Bus
+from spanline.api.live import LiveHub
+from spanline.bus.interface import Bus, BusProducer
 from spanline.core.config import Settings
 from spanline.store.store import Store
 
@@ -16,3 +17,5 @@ class AppState:
     store: Store
     bus: Bus
     key_cache: KeyCache
+    producer: BusProducer
+    hub: LiveHub

@@ -23,7 +23,9 @@ def build_tracer_provider(sink: EventSink, otlp_endpoint: str | None = None) -> 
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
-            log.warning("SPANLINE_OTLP_ENDPOINT is set but the otlp extra is not installed: pip install 'spanline[otlp]'")
+            log.warning(
+                "SPANLINE_OTLP_ENDPOINT is set but the otlp extra is not installed: pip install 'spanline[otlp]'"
+            )
         else:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
     return provider
