@@ -50,9 +50,7 @@ async def test_local_answer_depends_on_prompt_and_model() -> None:
     base, _ = await complete(LocalProvider(0), "gpt-4o-mini", USER)
     other_prompt, _ = await complete(LocalProvider(0), "gpt-4o-mini", [{"role": "user", "content": "Plan"}])
     other_model, _ = await complete(LocalProvider(0), "claude-3-5-haiku", USER)
-    other_role, _ = await complete(
-        LocalProvider(0), "gpt-4o-mini", [{"role": "system", "content": USER[0]["content"]}]
-    )
+    other_role, _ = await complete(LocalProvider(0), "gpt-4o-mini", [{"role": "system", "content": USER[0]["content"]}])
     assert len({base.text, other_prompt.text, other_model.text, other_role.text}) == 4
     assert base.model == "gpt-4o-mini" and other_model.model == "claude-3-5-haiku"
 
@@ -266,9 +264,7 @@ def test_registry_without_openai_settings_has_only_local() -> None:
     assert isinstance(local, LocalProvider) and local.latency_ms == 7
 
 
-async def test_registry_builds_openai_from_settings(
-    stub_server: StubServer, http_client: httpx.AsyncClient
-) -> None:
+async def test_registry_builds_openai_from_settings(stub_server: StubServer, http_client: httpx.AsyncClient) -> None:
     stub_server.stub.requests.clear()
     settings = Settings(openai_base_url=stub_server.base_url, openai_api_key=SecretStr("sk-from-settings"))
     providers = build_providers(settings, client=http_client)
