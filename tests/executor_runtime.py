@@ -56,9 +56,11 @@ async def executor_runtime(
     key = (await create_api_key(store, org)).key
     await load_examples(store, org)
     try:
-        async with serve(create_app(settings, store=store, bus=bus)) as base_url:
-            async with httpx.AsyncClient(base_url=base_url, headers={"X-API-KEY": key}, timeout=60) as client:
-                yield Runtime(client, base_url, key, bus, settings, store)
+        async with (
+            serve(create_app(settings, store=store, bus=bus)) as base_url,
+            httpx.AsyncClient(base_url=base_url, headers={"X-API-KEY": key}, timeout=60) as client,
+        ):
+            yield Runtime(client, base_url, key, bus, settings, store)
     finally:
         stopping.set()
         await worker
