@@ -39,3 +39,11 @@ def test_the_cli_reports_bad_configuration_in_one_line() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "SPANLINE_CLICKHOUSE_DSN" in lines[0] and "SPANLINE_TOPIC_PARTITIONS" in lines[0]
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from tests.conftest import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [f"SPANLINE_{name.upper()}" for name in Settings.model_fields if f"SPANLINE_{name.upper()}" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
