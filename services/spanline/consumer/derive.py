@@ -42,7 +42,8 @@ SPANS_SQL: Final = f"""
 INSERT INTO spans
 SELECT s.org, s.execution_id, s.span_id, x_parent_span_id, x_kind, x_definition_id, x_definition_name,
     x_definition_module, x_status, x_start_ts, x_end_ts, x_inputs, x_outputs, x_error, x_error_code,
-    x_event_count, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.model_calls, u.cost_usd,
+    x_event_count, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.model_calls,
+    u.cost_usd,
     now64(6)
 FROM (
     SELECT org, execution_id, span_id, {_SPAN_STATE}

@@ -50,7 +50,9 @@ class ConsumerLoop:
     async def run(self) -> None:
         next_log = time.monotonic() + self._options.log_interval_s
         while not self.stopping.is_set():
-            batch = await self._consumer.getmany(max_records=self._options.max_records, timeout_ms=self._options.poll_ms)
+            batch = await self._consumer.getmany(
+                max_records=self._options.max_records, timeout_ms=self._options.poll_ms
+            )
             if batch:
                 await self.process(batch)
             if time.monotonic() >= next_log:
@@ -64,7 +66,10 @@ class ConsumerLoop:
             result = decode_message(
                 message, default_org=self._options.default_org, max_bytes=self._options.max_event_bytes
             )
-            (accepted if isinstance(result, AcceptedEvent) else rejected).append(result)
+            if isinstance(result, AcceptedEvent):
+                accepted.append(result)
+            else:
+                rejected.append(result)
         rows = build_rows(accepted)
 
         def count_retry() -> None:
@@ -90,7 +95,9 @@ class ConsumerLoop:
             await self._consumer.commit(offsets)
         except Exception as exc:  # a rebalance took the partitions; the new owner re-reads, writes are idempotent
             self.metrics.commit_failures += 1
-            log.warning("commit failed (%s: %s); the batch will be re-read and re-written", type(exc).__name__, exc)
+            log.warning(
+                "commit failed (%s: %s); the batch will be re-read and re-written", type(exc).__name__, exc
+            )
         else:
             self.metrics.committed.update(offsets)
         for tp, position in offsets.items():

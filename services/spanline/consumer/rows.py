@@ -139,7 +139,7 @@ def _calls(result: UsageResult) -> list[tuple[str, str, tuple[int, ...], Decimal
     is booked on the first call (or on a model-less call when the result reports cost only)."""
     costs = [Decimal(repr(cost.value)) for cost in result.cost or ()]
     paired = len(costs) == len(result.usage)
-    calls = []
+    calls: list[tuple[str, str, tuple[int, ...], Decimal]] = []
     for index, usage in enumerate(result.usage):
         c = usage.ml_model_usage
         counts = (
