@@ -35,7 +35,7 @@ _SPAN_STATE: Final = """
     argMaxIf(outputs, (timestamp, event_id), status = 'FULFILLED') AS x_outputs,
     argMaxIf(error, (timestamp, event_id), status = 'REJECTED') AS x_error,
     argMaxIf(error_code, (timestamp, event_id), status = 'REJECTED') AS x_error_code,
-    toUInt32(count()) AS x_event_count
+    toUInt32(uniqExact(event_id)) AS x_event_count
 """
 
 SPANS_SQL: Final = f"""
