@@ -1,5 +1,9 @@
 """The poll loop: fetch a batch, decode it once, dead-letter what is invalid, write the rest, and only
-then commit. A stop request (SIGTERM) lets the batch in hand finish and commit before the loop ends."""
+then commit. A stop request (SIGTERM) lets the batch in hand finish and commit before the loop ends.
+
+Batches are pipelined one deep: while batch n is written (ClickHouse work on the store's threads), batch
+n+1 is fetched and decoded on the event loop. Writes and commits still happen one batch at a time, in
+order, so a commit never covers a batch that is not written."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from spanline.consumer.decode import AcceptedEvent, RejectedMessage, decode_mess
 from spanline.consumer.dlq import DeadLetterPublisher
 from spanline.consumer.metrics import ConsumerMetrics
 from spanline.consumer.offsets import next_offsets
-from spanline.consumer.rows import build_rows
+from spanline.consumer.rows import BatchRows, build_rows
 from spanline.consumer.writer import BatchWriter, retry_until_done
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,14 @@ class LoopOptions:
     max_records: int = 10_000
     poll_ms: int = 500
     log_interval_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    messages: list[BusMessage]
+    rows: BatchRows
+    accepted: int
+    rejected: list[RejectedMessage]
 
 
 class ConsumerLoop:
@@ -49,17 +61,31 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         next_log = time.monotonic() + self._options.log_interval_s
-        while not self.stopping.is_set():
-            batch = await self._consumer.getmany(
-                max_records=self._options.max_records, timeout_ms=self._options.poll_ms
-            )
-            if batch:
-                await self.process(batch)
-            if time.monotonic() >= next_log:
-                next_log = time.monotonic() + self._options.log_interval_s
-                self._log_progress()
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            while not self.stopping.is_set():
+                batch = await self._consumer.getmany(
+                    max_records=self._options.max_records, timeout_ms=self._options.poll_ms
+                )
+                if batch:
+                    prepared = self.prepare(batch)
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.create_task(self.finish(prepared))
+                elif in_flight is not None and in_flight.done():
+                    await in_flight
+                    in_flight = None
+                if time.monotonic() >= next_log:
+                    next_log = time.monotonic() + self._options.log_interval_s
+                    self._log_progress()
+        finally:
+            if in_flight is not None:
+                await in_flight
 
     async def process(self, batch: list[BusMessage]) -> None:
+        await self.finish(self.prepare(batch))
+
+    def prepare(self, batch: list[BusMessage]) -> PreparedBatch:
         accepted: list[AcceptedEvent] = []
         rejected: list[RejectedMessage] = []
         for message in batch:
@@ -70,7 +96,10 @@ class ConsumerLoop:
                 accepted.append(result)
             else:
                 rejected.append(result)
-        rows = build_rows(accepted)
+        return PreparedBatch(batch, build_rows(accepted), len(accepted), rejected)
+
+    async def finish(self, prepared: PreparedBatch) -> None:
+        batch, rows, rejected = prepared.messages, prepared.rows, prepared.rejected
 
         def count_retry() -> None:
             self.metrics.write_retries += 1
@@ -104,7 +133,7 @@ class ConsumerLoop:
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 self.metrics.lag[tp] = max(highwater - position, 0)
-        self.metrics.batch_done(events=len(accepted), rows=rows.row_count, rejected=len(rejected))
+        self.metrics.batch_done(events=prepared.accepted, rows=rows.row_count, rejected=len(rejected))
 
     def _log_progress(self) -> None:
         m = self.metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -19,6 +20,12 @@ from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def tune_gc_for_batches() -> None:
+    """A batch keeps ~10k decoded events alive; the default gen-0 threshold (700) would re-scan them
+    hundreds of times per batch, which measured as 3x the cost of decoding itself."""
+    gc.set_threshold(100_000, 50, 1000)
 
 
 def loop_options(settings: Settings) -> LoopOptions:
@@ -71,6 +78,7 @@ async def _forward_stop(stop: asyncio.Event, loop: ConsumerLoop) -> None:
 
 async def run(settings: Settings) -> None:
     """`spanline consumer`: migrate, make sure the topics exist, consume until SIGTERM/SIGINT."""
+    tune_gc_for_batches()
     store = Store(settings.clickhouse_dsn, threads=settings.store_threads)
     bus = create_bus(settings)
     stop = asyncio.Event()
