@@ -29,7 +29,8 @@ from tests.kafka.broker import KafkaBroker
 PARTITIONS = 4
 MIN_EVENTS = 50_000
 KILLS = 6
-PRODUCE_SECONDS = 30.0
+# Long enough that all kills (each ~8 s apart: 6 s session timeout + start-up) land while events flow.
+PRODUCE_SECONDS = 55.0
 
 
 def generate(rng: random.Random) -> list[Execution]:
@@ -125,11 +126,12 @@ async def test_sigkilled_consumer_ends_with_exact_totals(
     kills = 0
     progress_marks: list[int] = []
     last_committed = 0
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + PRODUCE_SECONDS + 60
     while kills < KILLS:
         process = start_consumer()
         # Kill only once this incarnation has committed something new, at a random moment after that.
         while sum((await committed_offsets(kafka_broker.bootstrap, group)).values()) <= last_committed:
+            assert not producing.done(), "production ended before the kills; make PRODUCE_SECONDS longer"
             assert process.poll() is None, f"the consumer died on its own; see {log_path}"
             assert time.monotonic() < deadline, f"no progress; see {log_path}"
             await asyncio.sleep(0.2)
