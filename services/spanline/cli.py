@@ -162,6 +162,62 @@ def executor() -> None:
 
 
 @app.command()
+def consumer() -> None:
+    """Consume spanline.events into ClickHouse (runs, spans, usage, rollups) until SIGTERM."""
+    from spanline.consumer.service import run as run_consumer
+
+    asyncio.run(run_consumer(load_settings()))
+
+
+@app.command()
+def replay(
+    page_size: Annotated[int, typer.Option(help="raw events per batch")] = 20_000,
+) -> None:
+    """Rebuild the derived tables (spans, runs, usage, rollups) from the stored raw events."""
+    from rich.progress import Progress
+
+    from spanline.consumer.replay import replay_from_events
+
+    settings = load_settings()
+
+    async def run() -> int:
+        store = Store(settings.clickhouse_dsn, threads=settings.store_threads)
+        try:
+            await migrate_store(store, settings)
+            with Progress() as progress:
+                task = progress.add_task("replaying events", total=None)
+                return await replay_from_events(
+                    store,
+                    page_size=page_size,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+        finally:
+            store.close()
+
+    typer.echo(f"replayed {asyncio.run(run())} events")
+
+
+@app.command()
+def totals() -> None:
+    """Print the consumer's whole-store totals (events, runs, spans, tokens, cost, rollups) as JSON."""
+    import json
+
+    from spanline.consumer.readback import totals as read_totals
+
+    settings = load_settings()
+
+    async def run() -> dict[str, object]:
+        store = Store(settings.clickhouse_dsn, threads=1)
+        try:
+            await migrate_store(store, settings)
+            return await read_totals(store)
+        finally:
+            store.close()
+
+    typer.echo(json.dumps(asyncio.run(run()), default=str))
+
+
+@app.command()
 def dev(
     host: Annotated[str | None, typer.Option(help="bind address (SPANLINE_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (SPANLINE_API_PORT)")] = None,

@@ -14,6 +14,7 @@ def create_bus(settings: Settings) -> Bus:
             settings.kafka_bootstrap,
             compression=settings.kafka_compression,
             linger_ms=settings.kafka_linger_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
         )
     return MemoryBus(default_partitions=settings.topic_partitions)
 

@@ -67,6 +67,9 @@ class BusConsumer(Protocol):
 
     def assignment(self) -> frozenset[TopicPartition]: ...
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The offset after the partition's last message as last seen (None if unknown), for lag."""
+
 
 class Bus(Protocol):
     async def create_topics(self, names: Sequence[str], partitions: int) -> None:

@@ -28,11 +28,13 @@ class KafkaBus:
         client_id: str = "spanline",
         compression: str = "lz4",
         linger_ms: int = 10,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self._client_id = client_id
         self._compression = None if compression == "none" else compression
         self._linger_ms = linger_ms
+        self._session_timeout_ms = session_timeout_ms
 
     async def create_topics(self, names: Sequence[str], partitions: int) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self._client_id)
@@ -73,6 +75,8 @@ class KafkaBus:
                 auto_offset_reset="earliest" if from_beginning else "latest",
                 fetch_max_bytes=_FETCH_MAX_BYTES,
                 max_partition_fetch_bytes=_FETCH_MAX_BYTES // 8,
+                session_timeout_ms=self._session_timeout_ms,
+                heartbeat_interval_ms=max(1000, self._session_timeout_ms // 3),
             ),
             topics=list(topics),
             group_id=group_id,
@@ -177,6 +181,11 @@ class KafkaConsumer:
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The partition's end offset as of the last fetch (no request), for lag."""
+        value = self._consumer.highwater(KafkaTopicPartition(tp.topic, tp.partition))
+        return None if value is None else int(value)
 
     async def getmany(self, *, max_records: int, timeout_ms: int) -> list[BusMessage]:
         fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)

@@ -162,6 +162,9 @@ class MemoryConsumer:
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._positions)
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self._bus.end_offsets(tp.topic)[tp.partition]
+
     async def getmany(self, *, max_records: int, timeout_ms: int) -> list[BusMessage]:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:

@@ -33,8 +33,12 @@ class Settings(BaseSettings):
     consumer_group: str = "spanline-consumer"
     kafka_compression: Compression = "lz4"
     kafka_linger_ms: int = Field(default=10, ge=0, le=1000)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
     default_org: str = Field(default="default", min_length=1)
     max_event_bytes: int = Field(default=1_048_576, ge=1024)
+    consumer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    consumer_poll_ms: int = Field(default=500, ge=1, le=60_000)
+    consumer_log_interval_s: float = Field(default=10.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     store_threads: int = Field(default=4, ge=1, le=64)

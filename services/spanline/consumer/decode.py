@@ -1,0 +1,57 @@
+"""Kafka message → accepted event (with its organization and root execution) or a DLQ reason.
+
+Each message is decoded and validated exactly once here (msgspec, one C pass); later stages only read
+the typed event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from spanline.bus.interface import ORG_HEADER, BusMessage
+from spanline.events.codec import EventDecodeError, decode_event
+from spanline.events.lineage import root_execution_id
+from spanline.events.models import Event
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEvent:
+    event: Event
+    org: str
+    execution_id: UUID
+    partition: int
+    offset: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    message: BusMessage
+    reason: str
+    error: str
+
+
+def decode_message(message: BusMessage, *, default_org: str, max_bytes: int) -> AcceptedEvent | RejectedMessage:
+    org = _org_of(message, default_org)
+    if org is None:
+        return RejectedMessage(message, "bad_org", f"the {ORG_HEADER} header is not a non-empty UTF-8 name")
+    try:
+        event = decode_event(message.value, max_bytes)
+    except EventDecodeError as exc:
+        return RejectedMessage(message, exc.reason, exc.message)
+    execution_id = root_execution_id(event)
+    if execution_id is None:
+        return RejectedMessage(message, "no_root", "a node event with no WORKFLOW context above it")
+    return AcceptedEvent(event, org, execution_id, message.partition, message.offset, message.value)
+
+
+def _org_of(message: BusMessage, default_org: str) -> str | None:
+    raw = message.header(ORG_HEADER)
+    if raw is None:
+        return default_org
+    try:
+        org = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    return org if org.strip() else None

@@ -1,0 +1,165 @@
+"""Accepted events → the rows of one batch, per table, plus the keys whose derived rows must be
+re-derived after the write (spans, executions, rollup buckets)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+from uuid import UUID
+
+import msgspec
+
+from spanline.consumer.decode import AcceptedEvent
+from spanline.events.lineage import parent_span_id
+from spanline.events.models import (
+    WORKFLOW_EVENT_TYPES,
+    CodeResourceDefinition,
+    Event,
+    NodeExecutionFulfilledEvent,
+    NodeExecutionRejectedEvent,
+    ParentContext,
+    UsageResult,
+    event_name,
+)
+
+EVENT_COLUMNS: Final = (
+    "org", "execution_id", "event_id", "span_id", "parent_span_id", "trace_id", "name", "timestamp",
+    "payload", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+SPAN_EVENT_COLUMNS: Final = (
+    "org", "execution_id", "span_id", "event_id", "parent_span_id", "kind", "definition_id",
+    "definition_name", "definition_module", "event_name", "status", "status_rank", "timestamp", "inputs",
+    "outputs", "error", "error_code",
+)  # fmt: skip
+USAGE_COLUMNS: Final = (
+    "org", "execution_id", "span_id", "event_id", "call_index", "kafka_partition", "timestamp",
+    "workflow_id", "workflow_name", "node_id", "node_name", "status", "model", "provider", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "input_chars", "output_chars",
+    "compute_nanos", "cost_usd",
+)  # fmt: skip
+USAGE_BY_MINUTE_COLUMNS: Final = (
+    "kafka_partition", "org", "minute", "event_id", "call_index", "execution_id", "workflow_id",
+    "workflow_name", "status", "model", "provider", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "compute_nanos", "cost_usd",
+)  # fmt: skip
+
+# Status a span takes from each event kind, and a rank that breaks timestamp ties deterministically.
+_STATUS_BY_SUFFIX: Final = {
+    "initiated": ("INITIATED", 1),
+    "resumed": ("RESUMED", 2),
+    "streaming": ("STREAMING", 3),
+    "paused": ("PAUSED", 4),
+    "fulfilled": ("FULFILLED", 5),
+    "rejected": ("REJECTED", 6),
+}
+_ZERO: Final = Decimal(0)
+_json: Final = msgspec.json.Encoder()
+
+SpanKey = tuple[str, UUID, UUID]
+ExecutionKey = tuple[str, UUID]
+BucketKey = tuple[int, str, datetime]
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class BatchRows:
+    events: list[Row] = field(default_factory=list)
+    span_events: list[Row] = field(default_factory=list)
+    usage: list[Row] = field(default_factory=list)
+    usage_by_minute: list[Row] = field(default_factory=list)
+    spans: set[SpanKey] = field(default_factory=set)
+    executions: set[ExecutionKey] = field(default_factory=set)
+    buckets: set[BucketKey] = field(default_factory=set)
+
+    @property
+    def row_count(self) -> int:
+        return len(self.events) + len(self.span_events) + len(self.usage) + len(self.usage_by_minute)
+
+
+def build_rows(accepted: Iterable[AcceptedEvent]) -> BatchRows:
+    rows = BatchRows()
+    for item in accepted:
+        _add_event(rows, item)
+    return rows
+
+
+def _add_event(rows: BatchRows, item: AcceptedEvent) -> None:
+    event, org, execution_id = item.event, item.org, item.execution_id
+    name = event_name(event)
+    parent = parent_span_id(event)
+    rows.events.append(
+        (org, execution_id, event.id, event.span_id, parent, event.trace_id, name, event.timestamp,
+         item.payload, item.partition, item.offset)
+    )  # fmt: skip
+    rows.executions.add((org, execution_id))
+    status, rank = _STATUS_BY_SUFFIX.get(name.rsplit(".", 1)[-1], ("", 0))
+    if not status:
+        return  # logs and snapshots change no span state; they stay in the raw events
+    body: Any = event.body
+    is_workflow = isinstance(event, WORKFLOW_EVENT_TYPES)
+    definition: CodeResourceDefinition = body.workflow_definition if is_workflow else body.node_definition
+    inputs = _json.encode(body.inputs) if status == "INITIATED" else b""
+    outputs = _json.encode(body.outputs) if status == "FULFILLED" else b""
+    error = body.error if status == "REJECTED" else None
+    rows.span_events.append(
+        (org, execution_id, event.span_id, event.id, parent, "workflow" if is_workflow else "node",
+         definition.id, definition.name, definition.module, name, status, rank, event.timestamp, inputs,
+         outputs, _json.encode(error) if error is not None else b"", error.code if error is not None else "")
+    )  # fmt: skip
+    rows.spans.add((org, execution_id, event.span_id))
+    if isinstance(event, NodeExecutionFulfilledEvent | NodeExecutionRejectedEvent) and event.body.usage_result:
+        _add_usage(rows, item, event.body.usage_result, definition, status)
+
+
+def _add_usage(
+    rows: BatchRows, item: AcceptedEvent, result: UsageResult, node: CodeResourceDefinition, status: str
+) -> None:
+    event, org, execution_id = item.event, item.org, item.execution_id
+    workflow = _root_workflow(event)
+    workflow_id = workflow.id if workflow else UUID(int=0)
+    workflow_name = workflow.name if workflow else ""
+    minute = event.timestamp.replace(second=0, microsecond=0)
+    for index, (model, provider, counts, cost) in enumerate(_calls(result)):
+        rows.usage.append(
+            (org, execution_id, event.span_id, event.id, index, item.partition, event.timestamp, workflow_id,
+             workflow_name, node.id, node.name, status, model, provider, *counts, cost)
+        )  # fmt: skip
+        rows.usage_by_minute.append(
+            (item.partition, org, minute, event.id, index, execution_id, workflow_id, workflow_name, status,
+             model, provider, counts[0], counts[1], counts[2], counts[3], counts[6], cost)
+        )  # fmt: skip
+    rows.buckets.add((item.partition, org, minute))
+
+
+def _calls(result: UsageResult) -> list[tuple[str, str, tuple[int, ...], Decimal]]:
+    """One entry per model call. Costs pair with calls when the lists line up; otherwise the whole cost
+    is booked on the first call (or on a model-less call when the result reports cost only)."""
+    costs = [Decimal(repr(cost.value)) for cost in result.cost or ()]
+    paired = len(costs) == len(result.usage)
+    calls: list[tuple[str, str, tuple[int, ...], Decimal]] = []
+    for index, usage in enumerate(result.usage):
+        c = usage.ml_model_usage
+        counts = (
+            c.input_token_count or 0, c.output_token_count or 0, c.cache_read_input_tokens or 0,
+            c.cache_creation_input_tokens or 0, c.input_char_count or 0, c.output_char_count or 0,
+            c.compute_nanos or 0,
+        )  # fmt: skip
+        cost = costs[index] if paired else (sum(costs, _ZERO) if index == 0 else _ZERO)
+        calls.append((usage.ml_model_name, usage.provider or "", counts, cost))
+    if not result.usage and costs:
+        calls.append(("", "", (0, 0, 0, 0, 0, 0, 0), sum(costs, _ZERO)))
+    return calls
+
+
+def _root_workflow(event: Event) -> CodeResourceDefinition | None:
+    """The definition of the outermost workflow above the event: the run's workflow, for rollups."""
+    root: CodeResourceDefinition | None = None
+    context: ParentContext | None = event.parent
+    while context is not None:
+        if context.type == "WORKFLOW" and context.workflow_definition is not None:
+            root = context.workflow_definition
+        context = context.parent
+    return root

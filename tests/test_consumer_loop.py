@@ -1,0 +1,235 @@
+"""The poll loop end to end on a bus and chDB: bad input goes to the DLQ with its reason while the good
+events of its batch land; a ClickHouse outage commits nothing early and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import msgspec
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from spanline.bus.interface import ORG_HEADER, Bus, BusMessage, TopicPartition
+from spanline.bus.kafka import KafkaBus
+from spanline.bus.memory import MemoryBus
+from spanline.consumer.dlq import REASON_HEADER, SOURCE_OFFSET_HEADER
+from spanline.consumer.metrics import ConsumerMetrics
+from spanline.consumer.readback import totals
+from spanline.consumer.service import run_consumer
+from spanline.core.config import Settings
+from spanline.store.client import create_clickhouse_client
+from spanline.store.store import Store, StoreUnavailableError
+from tests.consumer_events import Execution, expected_totals, generate_execution, normalise_totals
+
+T = TypeVar("T")
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def produce(bus: Bus, topic: str, executions: list[Execution], extra: list[tuple[bytes, Any]] = ()) -> None:  # type: ignore[assignment]
+    producer = bus.producer()
+    await producer.start()
+    for execution in executions:
+        headers = ((ORG_HEADER, execution.org.encode()),) if execution.org else ()
+        for payload in execution.payloads():
+            await producer.send(topic, payload, key=execution.execution_id.encode(), headers=headers)
+    for payload, headers in extra:
+        await producer.send(topic, payload, key=b"bad", headers=headers)
+    await producer.flush()
+    await producer.stop()
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    if request.param == "memory":
+        yield MemoryBus(default_partitions=3)
+        return
+    kafka = KafkaBus(request.getfixturevalue("kafka_broker").bootstrap, linger_ms=5)
+    yield kafka
+    await kafka.close()
+
+
+def isolated(settings: Settings, **changes: Any) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "events_topic": f"events-{suffix}",
+            "dlq_topic": f"dlq-{suffix}",
+            "consumer_group": f"group-{suffix}",
+            "topic_partitions": 3,
+            **changes,
+        }
+    )
+
+
+def malformed_events() -> dict[str, tuple[bytes, tuple[tuple[str, bytes], ...]]]:
+    good = generate_execution(random.Random(7)).events
+    node_event = next(event for event in good if event["name"] == "node.execution.initiated")
+
+    def variant(**changes: Any) -> bytes:
+        return msgspec.json.encode({**node_event, "id": str(uuid.uuid4()), **changes})
+
+    missing_id = {key: value for key, value in node_event.items() if key != "id"}
+    return {
+        "not_json": (b'{"id": "oops", ', ()),
+        "schema": (variant(body={"node_definition": node_event["body"]["node_definition"]}), ()),
+        "unknown_name": (variant(name="node.execution.exploded"), ()),
+        "missing_id": (msgspec.json.encode(missing_id), ()),
+        "too_large": (variant(body={**node_event["body"], "inputs": {"blob": "x" * 5000}}), ()),
+        "no_root": (variant(parent=None), ()),
+        "bad_org": (variant(), ((ORG_HEADER, b"\xff\xfe"),)),
+    }
+
+
+EXPECTED_REASONS = {
+    "not_json": "not_json",
+    "schema": "schema",
+    "unknown_name": "unknown_name",
+    "missing_id": "schema",
+    "too_large": "too_large",
+    "no_root": "no_root",
+    "bad_org": "bad_org",
+}
+
+
+async def test_bad_input_goes_to_the_dlq_and_the_good_events_of_the_batch_land(
+    bus: Bus, store: Store, settings: Settings
+) -> None:
+    settings = isolated(settings, max_event_bytes=4096)
+    await bus.create_topics([settings.events_topic, settings.dlq_topic], 3)
+    executions = [generate_execution(random.Random(seed), org="acme") for seed in range(5)]
+    bad = malformed_events()
+    await produce(bus, settings.events_topic, executions, list(bad.values()))
+
+    metrics = ConsumerMetrics()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stop))
+    total = sum(len(e.events) for e in executions) + len(bad)
+
+    async def all_done() -> bool:
+        assert not task.done(), task.exception()
+        return metrics.events + metrics.dlq >= total
+
+    await wait_for(all_done, "every message handled")
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert normalise_totals(await totals(store)) == normalise_totals(expected_totals(executions))
+    assert metrics.dlq == len(bad)
+
+    reader = bus.consumer([settings.dlq_topic], group_id=None)
+    await reader.start()
+    dead: list[BusMessage] = []
+    deadline = time.monotonic() + 30
+    while len(dead) < len(bad):
+        assert time.monotonic() < deadline, f"only {len(dead)} DLQ messages"
+        dead.extend(await reader.getmany(max_records=100, timeout_ms=200))
+    await reader.stop()
+    by_value = {message.value: message for message in dead}
+    for case, (payload, headers) in bad.items():
+        message = by_value[payload]  # the original bytes, unchanged
+        assert message.key == b"bad"
+        assert message.header(REASON_HEADER) == EXPECTED_REASONS[case].encode(), case
+        assert message.header(SOURCE_OFFSET_HEADER) is not None
+        for name, value in headers:
+            assert message.header(name) == value
+
+
+class FlakyStore(Store):
+    """A store that is unreachable while `down` is set, as ClickHouse during an outage."""
+
+    down = True
+    failures = 0
+
+    async def run(self, work: Callable[[Client], T]) -> T:
+        if self.down:
+            self.failures += 1
+            raise StoreUnavailableError("ClickHouse is down (test)")
+        return await super().run(work)
+
+
+class CheckingMemoryBus(MemoryBus):
+    """Checks at every commit that each committed offset's event is already in ClickHouse."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(default_partitions=3)
+        self._client = create_clickhouse_client(dsn)
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    def commit(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            written = self._client.query(
+                "SELECT uniqExact(kafka_offset) FROM events WHERE kafka_partition = {p:UInt32} "
+                "AND kafka_offset < {o:UInt64}",
+                parameters={"p": tp.partition, "o": offset},
+            ).result_rows[0][0]
+            assert written == offset, f"committed {tp} up to {offset} with only {written} events written"
+        self.commits.append(dict(offsets))
+        super().commit(group_id, offsets)
+
+
+async def test_clickhouse_outage_commits_nothing_early_and_loses_nothing(
+    store: Store, settings: Settings, clickhouse_dsn: str
+) -> None:
+    settings = isolated(settings, consumer_max_records=500)
+    bus = CheckingMemoryBus(clickhouse_dsn)
+    executions = [generate_execution(random.Random(100 + seed)) for seed in range(60)]
+    await produce(bus, settings.events_topic, executions)
+    flaky = FlakyStore(clickhouse_dsn, threads=2)
+    metrics = ConsumerMetrics()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_consumer(settings, store=flaky, bus=bus, metrics=metrics, stop=stop))
+
+    async def retried_a_few_times() -> bool:
+        return metrics.write_retries >= 4
+
+    await wait_for(retried_a_few_times, "write retries during the outage")
+    assert bus.committed(settings.consumer_group) == {}, "an offset was committed while nothing was written"
+    assert (await totals(store))["events"] == 0
+
+    flaky.down = False
+    ends = {
+        TopicPartition(settings.events_topic, p): end
+        for p, end in enumerate(bus.end_offsets(settings.events_topic))
+    }
+
+    async def caught_up() -> bool:
+        assert not task.done(), task.exception()
+        return bus.committed(settings.consumer_group) == ends
+
+    await wait_for(caught_up, "all offsets committed after the outage")
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    flaky.close()
+    assert flaky.failures >= 4
+    assert len(bus.commits) > 1
+    assert normalise_totals(await totals(store)) == normalise_totals(expected_totals(executions))
+
+
+async def test_sigterm_style_stop_finishes_the_batch_in_hand(store: Store, settings: Settings) -> None:
+    settings = isolated(settings, consumer_max_records=200)
+    bus = MemoryBus(default_partitions=3)
+    executions = [generate_execution(random.Random(300 + seed)) for seed in range(30)]
+    await produce(bus, settings.events_topic, executions)
+    metrics = ConsumerMetrics()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stop))
+
+    async def first_batch() -> bool:
+        return metrics.batches >= 1
+
+    await wait_for(first_batch, "a first batch")
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    committed = sum(bus.committed(settings.consumer_group).values())
+    written = (await totals(store))["events"]
+    assert committed == metrics.events == written > 0
