@@ -54,9 +54,7 @@ async def main(events: int, batch: int, kafka: str | None) -> dict[str, object]:
         execution = generate_execution(rng, start=start, org=rng.choice([None, "acme", "globex"]))
         headers = ((ORG_HEADER, execution.org.encode()),) if execution.org else ()
         for payload in execution.payloads():
-            await producer.send(
-                settings.events_topic, payload, key=execution.execution_id.encode(), headers=headers
-            )
+            await producer.send(settings.events_topic, payload, key=execution.execution_id.encode(), headers=headers)
         produced += len(execution.events)
     await producer.flush()
     await producer.stop()

@@ -77,9 +77,7 @@ def generate_execution(
             emit("workflow.execution.fulfilled", span_id, parent, body)
         else:
             error = {"message": "a node failed", "code": "NODE_EXECUTION"}
-            emit(
-                "workflow.execution.rejected", span_id, parent, {"workflow_definition": definition, "error": error}
-            )
+            emit("workflow.execution.rejected", span_id, parent, {"workflow_definition": definition, "error": error})
         return ok
 
     def run_node(context: dict[str, Any], workflow_def: dict[str, Any], index: int, depth: int) -> bool:
@@ -172,6 +170,5 @@ def expected_totals(executions: list[Execution]) -> dict[str, Any]:
 def normalise_totals(totals: dict[str, Any]) -> dict[str, Any]:
     """Totals (read back as JSON, or expected) with decimals in one canonical form."""
     return {
-        key: Decimal(str(value)).normalize() if key.endswith("cost_usd") else value
-        for key, value in totals.items()
+        key: Decimal(str(value)).normalize() if key.endswith("cost_usd") else value for key, value in totals.items()
     }

@@ -198,8 +198,7 @@ async def test_clickhouse_outage_commits_nothing_early_and_loses_nothing(
 
     flaky.down = False
     ends = {
-        TopicPartition(settings.events_topic, p): end
-        for p, end in enumerate(bus.end_offsets(settings.events_topic))
+        TopicPartition(settings.events_topic, p): end for p, end in enumerate(bus.end_offsets(settings.events_topic))
     }
 
     async def caught_up() -> bool:

@@ -25,9 +25,7 @@ async def test_replay_rebuilds_the_same_state(store: Store) -> None:
     assert (await totals(store))["spans"] == 0
 
     seen: list[tuple[int, int]] = []
-    replayed = await replay_from_events(
-        store, page_size=97, progress=lambda done, total: seen.append((done, total))
-    )
+    replayed = await replay_from_events(store, page_size=97, progress=lambda done, total: seen.append((done, total)))
 
     assert replayed == len(messages)
     assert seen[-1] == (len(messages), len(messages)) and len(seen) > 1

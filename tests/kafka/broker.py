@@ -110,9 +110,7 @@ class KafkaBroker:
 
     def _format(self, config: Path) -> None:
         # Kafka's cluster ids are 16 random bytes in unpadded url-safe base64 (Uuid.toString()).
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # StorageTool would read a leading "-" as an option (1 in 64 ids)
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
             [
                 _java(),

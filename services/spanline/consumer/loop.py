@@ -124,9 +124,7 @@ class ConsumerLoop:
             await self._consumer.commit(offsets)
         except Exception as exc:  # a rebalance took the partitions; the new owner re-reads, writes are idempotent
             self.metrics.commit_failures += 1
-            log.warning(
-                "commit failed (%s: %s); the batch will be re-read and re-written", type(exc).__name__, exc
-            )
+            log.warning("commit failed (%s: %s); the batch will be re-read and re-written", type(exc).__name__, exc)
         else:
             self.metrics.committed.update(offsets)
         for tp, position in offsets.items():
