@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from spanline.api.app import create_app
 from spanline.bus.factory import create_bus, ensure_topics
+from spanline.consumer.metrics import ConsumerMetrics
+from spanline.consumer.service import run_consumer, tune_gc_for_batches
 from spanline.core.config import Settings
 from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
@@ -247,9 +249,14 @@ def dev(
             )
             stopping = asyncio.Event()
             worker = asyncio.create_task(ExecutorWorker(bus, settings).run(stopping), name="executor")
+            tune_gc_for_batches()
+            metrics = ConsumerMetrics()
+            consumer = asyncio.create_task(
+                run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stopping), name="consumer"
+            )
             server = uvicorn.Server(
                 uvicorn.Config(
-                    create_app(settings, store=store, bus=bus),
+                    create_app(settings, store=store, bus=bus, consumer_metrics=metrics),
                     host=bind_host,
                     port=bind_port,
                     log_level=settings.log_level.lower(),
@@ -260,6 +267,7 @@ def dev(
             finally:
                 stopping.set()
                 await worker
+                await consumer
         finally:
             await bus.close()
             store.close()

@@ -17,11 +17,18 @@ from spanline.api.routes import execute, health, organization, workflows
 from spanline.api.state import AppState
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
+from spanline.consumer.metrics import ConsumerMetrics
 from spanline.core.config import Settings
 from spanline.store.store import Store
 
 
-def create_app(settings: Settings, *, store: Store | None = None, bus: Bus | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    bus: Bus | None = None,
+    consumer_metrics: ConsumerMetrics | None = None,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
@@ -40,7 +47,9 @@ def create_app(settings: Settings, *, store: Store | None = None, bus: Bus | Non
             hub = LiveHub(app_bus, settings.events_topic, settings.default_org)
             await hub.start()
             stack.push_async_callback(hub.stop)
-            state = AppState(settings, app_store, app_bus, KeyCache(settings.api_key_cache_seconds), producer, hub)
+            state = AppState(
+                settings, app_store, app_bus, KeyCache(settings.api_key_cache_seconds), producer, hub, consumer_metrics
+            )
             yield {"spanline": state}
 
     app = FastAPI(

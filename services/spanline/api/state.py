@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.bus.interface import Bus, BusProducer
+from spanline.consumer.metrics import ConsumerMetrics
 from spanline.core.config import Settings
 from spanline.store.store import Store
 
@@ -19,3 +20,4 @@ class AppState:
     key_cache: KeyCache
     producer: BusProducer
     hub: LiveHub
+    consumer_metrics: ConsumerMetrics | None = None  # set when the consumer runs in this process

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from spanline.api.deps import BusDep, StoreDep
+from spanline.api.deps import AppStateDep, BusDep, StoreDep
 from spanline.bus.interface import BusUnavailableError
 from spanline.store.store import StoreUnavailableError
 
@@ -34,3 +35,11 @@ async def readyz(store: StoreDep, bus: BusDep) -> JSONResponse:
         detail = "; ".join(f"{name}: {reason}" for name, reason in problems.items())
         return JSONResponse({"status": "unavailable", "detail": detail, "checks": problems}, status_code=503)
     return JSONResponse({"status": "ready", "checks": {"clickhouse": "ok", "kafka": "ok"}})
+
+
+@router.get("/metrics")
+async def metrics(state: AppStateDep) -> dict[str, Any]:
+    """Live subscribers of this API process and, when the consumer runs in this process (`spanline dev`),
+    its events, rows written, DLQ count and lag per partition."""
+    consumer = state.consumer_metrics.snapshot() if state.consumer_metrics is not None else None
+    return {"live_subscribers": state.hub.subscriber_count(), "consumer": consumer}
