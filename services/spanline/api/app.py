@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from spanline import __version__
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
-from spanline.api.routes import execute, health, organization, workflows
+from spanline.api.recent import RecentRequests
+from spanline.api.routes import execute, executions, health, organization, workflows
 from spanline.api.state import AppState
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
@@ -48,7 +49,14 @@ def create_app(
             await hub.start()
             stack.push_async_callback(hub.stop)
             state = AppState(
-                settings, app_store, app_bus, KeyCache(settings.api_key_cache_seconds), producer, hub, consumer_metrics
+                settings,
+                app_store,
+                app_bus,
+                KeyCache(settings.api_key_cache_seconds),
+                producer,
+                hub,
+                RecentRequests(),
+                consumer_metrics,
             )
             yield {"spanline": state}
 
@@ -58,6 +66,6 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
-    for router in (health.router, organization.router, workflows.router, execute.router):
+    for router in (health.router, organization.router, workflows.router, execute.router, executions.router):
         app.include_router(router)
     return app

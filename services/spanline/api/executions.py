@@ -65,6 +65,7 @@ async def request_execution(
         state.settings.executions_topic, encode_request(request), key=key, headers=((ORG_HEADER, org.encode()),)
     )
     await state.producer.flush()
+    state.recent_requests.add(request.execution_id, org)
     return request.execution_id
 
 

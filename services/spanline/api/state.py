@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
+from spanline.api.recent import RecentRequests
 from spanline.bus.interface import Bus, BusProducer
 from spanline.consumer.metrics import ConsumerMetrics
 from spanline.core.config import Settings
@@ -20,4 +21,5 @@ class AppState:
     key_cache: KeyCache
     producer: BusProducer
     hub: LiveHub
+    recent_requests: RecentRequests
     consumer_metrics: ConsumerMetrics | None = None  # set when the consumer runs in this process

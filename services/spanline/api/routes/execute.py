@@ -16,6 +16,7 @@ from sse_starlette import EventSourceResponse
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.executions import follow, request_execution, workflow_or_404
 from spanline.api.live import LiveEvent
+from spanline.api.vellum_values import VellumValue, vellum_values
 from spanline.events.models import WorkflowExecutionFulfilledEvent, WorkflowExecutionRejectedEvent, event_name
 
 router = APIRouter(prefix="/v1", tags=["execute"])
@@ -56,13 +57,6 @@ class ExecuteStreamRequest(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-class OutputValue(BaseModel):
-    id: str
-    name: str
-    type: str
-    value: Any
-
-
 class ExecutionError(BaseModel):
     message: str
     code: str
@@ -72,7 +66,7 @@ class ExecutionData(BaseModel):
     id: str
     state: Literal["FULFILLED", "REJECTED"]
     ts: datetime
-    outputs: list[OutputValue] | None = None
+    outputs: list[VellumValue] | None = None
     error: ExecutionError | None = None
 
 
@@ -87,25 +81,10 @@ class ExecuteAsyncResponse(BaseModel):
     execution_id: str
 
 
-def vellum_type(value: Any) -> str:
-    if isinstance(value, str):
-        return "STRING"
-    if isinstance(value, bool):
-        return "JSON"
-    if isinstance(value, int | float):
-        return "NUMBER"
-    if isinstance(value, list):
-        return "ARRAY"
-    return "JSON"
-
-
 def execution_data(execution_id: UUID, end: LiveEvent) -> ExecutionData:
     event = end.event
     if isinstance(event, WorkflowExecutionFulfilledEvent):
-        outputs = [
-            OutputValue(id=str(uuid.uuid5(execution_id, name)), name=name, type=vellum_type(value), value=value)
-            for name, value in event.body.outputs.items()
-        ]
+        outputs = vellum_values(execution_id, event.body.outputs)
         return ExecutionData(id=str(execution_id), state="FULFILLED", ts=event.timestamp, outputs=outputs)
     if isinstance(event, WorkflowExecutionRejectedEvent):
         error = ExecutionError(message=event.body.error.message, code=event.body.error.code)

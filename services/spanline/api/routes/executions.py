@@ -1,0 +1,245 @@
+"""Vellum's execution reads: the detail page with keyset span pagination, the status, and a list."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel
+
+from spanline.api.deps import AppStateDep, OrgDep
+from spanline.api.vellum_values import VellumValue, vellum_values
+from spanline.store import execution_reads as reads
+
+router = APIRouter(prefix="/v1", tags=["executions"])
+
+ExecutionState = Literal["INITIATED", "STREAMING", "FULFILLED", "REJECTED", "PAUSED", "PENDING"]
+
+
+class ModelUsage(BaseModel):
+    ml_model_name: str
+    ml_model_usage: dict[str, int]
+
+
+class Cost(BaseModel):
+    value: float
+    unit: str = "USD"
+
+
+class UsageResult(BaseModel):
+    usage: list[ModelUsage]
+    cost: list[Cost]
+
+
+class Span(BaseModel):
+    name: Literal["workflow.execution", "node.execution"]
+    span_id: str
+    parent_span_id: str | None
+    start_ts: datetime
+    end_ts: datetime
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    usage_result: dict[str, Any] | None
+
+
+class ExecutionDetail(BaseModel):
+    span_id: str
+    parent_context: dict[str, Any] | None
+    start: datetime | None
+    end: datetime | None
+    inputs: list[VellumValue]
+    outputs: list[VellumValue]
+    error: dict[str, Any] | None
+    usage_results: list[UsageResult] | None
+    spans: list[Span]
+    state: dict[str, Any] | None
+
+
+class ExecutionStatus(BaseModel):
+    status: ExecutionState
+    execution_id: str
+    outputs: list[VellumValue] | None = None
+    error: dict[str, Any] | None = None
+    execution_detail_url: str
+
+
+class ExecutionListItem(BaseModel):
+    execution_id: str
+    workflow_id: str
+    workflow_name: str
+    status: str
+    start: datetime | None
+    end: datetime | None
+    external_id: str | None
+    span_count: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class ExecutionList(BaseModel):
+    results: list[ExecutionListItem]
+    next_cursor: str | None
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    return json.loads(text) if text else None
+
+
+def _span(row: reads.SpanRow, events: list[str], workflow_id: UUID) -> Span:
+    decoded = [json.loads(payload) for payload in events]
+    terminal = next((e for e in reversed(decoded) if e["name"].endswith((".fulfilled", ".rejected"))), None)
+    is_workflow = row.kind == "workflow"
+    attributes: dict[str, Any] = (
+        {"label": row.definition_name, "workflow_id": str(row.definition_id)}
+        if is_workflow
+        else {"label": row.definition_name, "node_id": str(row.definition_id), "workflow_id": str(workflow_id)}
+    )
+    return Span(
+        name="workflow.execution" if is_workflow else "node.execution",
+        span_id=str(row.span_id),
+        parent_span_id=str(row.parent_span_id) if row.parent_span_id else None,
+        start_ts=row.start_ts,
+        end_ts=row.end_ts or row.start_ts,  # a running span ends, for now, where it started
+        attributes=attributes,
+        events=decoded,
+        usage_result=(terminal or {}).get("body", {}).get("usage_result"),
+    )
+
+
+def _usage_results(rows: list[reads.ModelUsageRow]) -> list[UsageResult] | None:
+    if not rows:
+        return None
+    usage = [
+        ModelUsage(
+            ml_model_name=row.model,
+            ml_model_usage={
+                "input_token_count": row.input_tokens,
+                "output_token_count": row.output_tokens,
+                "cache_read_input_tokens": row.cache_read_tokens,
+                "cache_creation_input_tokens": row.cache_write_tokens,
+                "input_char_count": row.input_chars,
+                "output_char_count": row.output_chars,
+                "compute_nanos": row.compute_nanos,
+            },
+        )
+        for row in rows
+    ]
+    return [UsageResult(usage=usage, cost=[Cost(value=float(sum(row.cost_usd for row in rows)))])]
+
+
+@router.get(
+    "/workflow-executions/{execution_id}/detail",
+    response_model=ExecutionDetail,
+    responses={404: {"description": "unknown execution, or prev_span_id not in it"}},
+)
+async def execution_detail(
+    execution_id: UUID,
+    org: OrgDep,
+    state: AppStateDep,
+    prev_span_id: Annotated[UUID | None, Query(description="exclusive keyset cursor: the last span seen")] = None,
+    span_limit: Annotated[int, Query(ge=1, le=1000, description="spans per page")] = 100,
+) -> ExecutionDetail:
+    """An execution with one page of its spans, ordered by (start_ts, span_id)."""
+    store = state.store
+    header = await reads.execution(store, org, execution_id)
+    if header is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
+    after = None
+    if prev_span_id is not None:
+        start = await reads.span_start(store, org, execution_id, prev_span_id)
+        if start is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"span {prev_span_id} is not part of execution {execution_id}"
+            )
+        after = (start, prev_span_id)
+    page = await reads.span_page(store, org, execution_id, span_limit, after)
+    wanted = [row.span_id for row in page]
+    if execution_id not in wanted:
+        wanted.append(execution_id)  # the root span's events give parent_context and state
+    events = await reads.span_events(store, org, execution_id, wanted)
+    root_events = [json.loads(payload) for payload in events.get(execution_id, [])]
+    parent_context = next((e.get("parent") for e in root_events if e["name"].endswith(".initiated")), None)
+    final_state = next((e["body"].get("final_state") for e in root_events if e["name"].endswith(".fulfilled")), None)
+    return ExecutionDetail(
+        span_id=str(execution_id),
+        parent_context=parent_context,
+        start=header.start_ts,
+        end=header.end_ts,
+        inputs=vellum_values(execution_id, _json_object(header.inputs) or {}),
+        outputs=vellum_values(execution_id, _json_object(header.outputs) or {}),
+        error=_json_object(header.error),
+        usage_results=_usage_results(await reads.usage_by_model(store, org, execution_id)),
+        spans=[_span(row, events[row.span_id], header.workflow_id) for row in page],
+        state=final_state,
+    )
+
+
+@router.get("/workflows/executions/{execution_id}/status", response_model=ExecutionStatus, responses={404: {}})
+async def execution_status(execution_id: UUID, org: OrgDep, state: AppStateDep, request: Request) -> ExecutionStatus:
+    detail_url = str(request.url_for("execution_detail", execution_id=str(execution_id)))
+    header = await reads.execution(state.store, org, execution_id)
+    if header is None:
+        if state.recent_requests.get(execution_id) == org:  # requested here, not stored yet
+            return ExecutionStatus(status="PENDING", execution_id=str(execution_id), execution_detail_url=detail_url)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
+    outputs = _json_object(header.outputs)
+    return ExecutionStatus(
+        status=header.status if header.status in ExecutionState.__args__ else "INITIATED",  # type: ignore[attr-defined]
+        execution_id=str(execution_id),
+        outputs=vellum_values(execution_id, outputs) if outputs is not None and header.status == "FULFILLED" else None,
+        error=_json_object(header.error),
+        execution_detail_url=detail_url,
+    )
+
+
+def _encode_cursor(row: reads.ExecutionSummary) -> str:
+    return base64.urlsafe_b64encode(f"{row.sort_ts.isoformat()}|{row.execution_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        moment, _, execution_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(moment), UUID(execution_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor is not one this API gave out") from exc
+
+
+@router.get("/workflow-executions", response_model=ExecutionList)
+async def list_executions(
+    org: OrgDep,
+    state: AppStateDep,
+    workflow_id: Annotated[str | None, Query(description="a workflow's id or name")] = None,
+    status_filter: Annotated[
+        Literal["INITIATED", "STREAMING", "FULFILLED", "REJECTED", "PAUSED"] | None, Query(alias="status")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> ExecutionList:
+    """The organization's executions, newest first, a keyset page at a time."""
+    before = _decode_cursor(cursor) if cursor else None
+    rows = await reads.list_executions(
+        state.store, org, limit=limit, workflow=workflow_id, status=status_filter, before=before
+    )
+    items = [
+        ExecutionListItem(
+            execution_id=str(row.execution_id),
+            workflow_id=str(row.workflow_id),
+            workflow_name=row.workflow_name,
+            status=row.status,
+            start=row.start_ts,
+            end=row.end_ts,
+            external_id=row.external_id,
+            span_count=row.span_count,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cost_usd=float(row.cost_usd),
+        )
+        for row in rows
+    ]
+    return ExecutionList(results=items, next_cursor=_encode_cursor(rows[-1]) if len(rows) == limit else None)

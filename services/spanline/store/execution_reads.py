@@ -1,0 +1,218 @@
+"""Reads behind the execution endpoints: one execution's header, a keyset page of its spans, the events
+of those spans, its usage per model, and the stored event history in stream order.
+
+Every query is scoped to the caller's organization and to one execution's primary-key range, so its
+cost depends on the size of that execution, never on how deep into it a page is (keyset, not OFFSET).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from spanline.store.store import Store
+
+_EXECUTION = """
+SELECT workflow_id, workflow_name, status, start_ts, end_ts, inputs, outputs, error, error_code, external_id,
+       span_count, input_tokens, output_tokens, cost_usd
+FROM executions FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID}
+"""
+
+_CURSOR = """
+SELECT start_ts FROM spans FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {span:UUID}
+"""
+
+_PAGE = """
+SELECT span_id, parent_span_id, kind, definition_id, definition_name, status, start_ts, end_ts
+FROM spans FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID} {after}
+ORDER BY start_ts, span_id
+LIMIT {limit:UInt32}
+"""
+_AFTER = "AND (start_ts, span_id) > ({cursor_ts:DateTime64(6, 'UTC')}, {cursor_span:UUID})"
+
+_SPAN_EVENTS = """
+SELECT span_id, payload FROM events_by_span FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
+ORDER BY span_id, kafka_offset, event_id
+"""
+
+_USAGE = """
+SELECT model, sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
+       sum(input_chars), sum(output_chars), sum(compute_nanos), sum(cost_usd)
+FROM usage FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID}
+GROUP BY model ORDER BY model
+"""
+
+_HISTORY = """
+SELECT kafka_offset, name, payload FROM events_by_span FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND kafka_offset > {after:Int64}
+ORDER BY kafka_offset, event_id
+"""
+
+_OWNER = "SELECT org FROM executions WHERE execution_id = {execution:UUID} LIMIT 1"
+_OWNER_FROM_EVENTS = "SELECT org FROM events WHERE execution_id = {execution:UUID} LIMIT 1"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    workflow_id: UUID
+    workflow_name: str
+    status: str
+    start_ts: datetime | None
+    end_ts: datetime | None
+    inputs: str
+    outputs: str
+    error: str
+    error_code: str
+    external_id: str | None
+    span_count: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRow:
+    span_id: UUID
+    parent_span_id: UUID | None
+    kind: str
+    definition_id: UUID
+    definition_name: str
+    status: str
+    start_ts: datetime
+    end_ts: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUsageRow:
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    input_chars: int
+    output_chars: int
+    compute_nanos: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    offset: int
+    name: str
+    payload: str
+
+
+def _scope(org: str, execution_id: UUID, **more: Any) -> dict[str, Any]:
+    return {"org": org, "execution": execution_id, **more}
+
+
+async def execution(store: Store, org: str, execution_id: UUID) -> ExecutionRow | None:
+    rows = await store.query(_EXECUTION, _scope(org, execution_id))
+    return ExecutionRow(*rows[0]) if rows else None
+
+
+async def span_start(store: Store, org: str, execution_id: UUID, span_id: UUID) -> datetime | None:
+    rows = await store.query(_CURSOR, _scope(org, execution_id, span=span_id))
+    return rows[0][0] if rows else None
+
+
+async def span_page(
+    store: Store, org: str, execution_id: UUID, limit: int, after: tuple[datetime, UUID] | None
+) -> list[SpanRow]:
+    if after is None:
+        rows = await store.query(_PAGE.replace("{after}", ""), _scope(org, execution_id, limit=limit))
+    else:
+        parameters = _scope(org, execution_id, limit=limit, cursor_ts=after[0], cursor_span=after[1])
+        rows = await store.query(_PAGE.replace("{after}", _AFTER), parameters)
+    return [SpanRow(*row) for row in rows]
+
+
+async def span_events(store: Store, org: str, execution_id: UUID, span_ids: list[UUID]) -> dict[UUID, list[str]]:
+    """The stored events (JSON text) of each span, in stream order."""
+    found: dict[UUID, list[str]] = {span_id: [] for span_id in span_ids}
+    if not span_ids:
+        return found
+    for span_id, payload in await store.query(_SPAN_EVENTS, _scope(org, execution_id, spans=span_ids)):
+        found[span_id].append(payload)
+    return found
+
+
+async def usage_by_model(store: Store, org: str, execution_id: UUID) -> list[ModelUsageRow]:
+    return [ModelUsageRow(*row) for row in await store.query(_USAGE, _scope(org, execution_id))]
+
+
+async def history(store: Store, org: str, execution_id: UUID, after_offset: int) -> list[StoredEvent]:
+    rows = await store.query(_HISTORY, _scope(org, execution_id, after=after_offset))
+    return [StoredEvent(int(offset), str(name), str(payload)) for offset, name, payload in rows]
+
+
+async def owner(store: Store, execution_id: UUID) -> str | None:
+    """The organization an execution belongs to, whoever asks (for answering 404 rather than waiting)."""
+    for query in (_OWNER, _OWNER_FROM_EVENTS):
+        rows = await store.query(query, {"execution": execution_id})
+        if rows:
+            return str(rows[0][0])
+    return None
+
+
+_LIST = """
+SELECT execution_id, workflow_id, workflow_name, status, start_ts, end_ts, external_id, span_count,
+       input_tokens, output_tokens, cost_usd, ifNull(start_ts, toDateTime64(0, 6, 'UTC')) AS sort_ts
+FROM executions FINAL
+WHERE org = {org:String} {filters}
+ORDER BY sort_ts DESC, execution_id DESC
+LIMIT {limit:UInt32}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    execution_id: UUID
+    workflow_id: UUID
+    workflow_name: str
+    status: str
+    start_ts: datetime | None
+    end_ts: datetime | None
+    external_id: str | None
+    span_count: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    sort_ts: datetime
+
+
+async def list_executions(
+    store: Store,
+    org: str,
+    *,
+    limit: int,
+    workflow: str | None = None,
+    status: str | None = None,
+    before: tuple[datetime, UUID] | None = None,
+) -> list[ExecutionSummary]:
+    """Newest first; `before` is the (sort_ts, execution_id) keyset cursor of the previous page's last row."""
+    filters: list[str] = []
+    parameters: dict[str, Any] = {"org": org, "limit": limit}
+    if workflow is not None:
+        try:
+            parameters["workflow_id"] = UUID(workflow)
+            filters.append("AND workflow_id = {workflow_id:UUID}")
+        except ValueError:
+            parameters["workflow_name"] = workflow
+            filters.append("AND workflow_name = {workflow_name:String}")
+    if status is not None:
+        parameters["status"] = status
+        filters.append("AND status = {status:String}")
+    if before is not None:
+        parameters["cursor_ts"], parameters["cursor_id"] = before
+        filters.append("AND (sort_ts, execution_id) < ({cursor_ts:DateTime64(6, 'UTC')}, {cursor_id:UUID})")
+    rows = await store.query(_LIST.replace("{filters}", " ".join(filters)), parameters)
+    return [ExecutionSummary(*row) for row in rows]
