@@ -14,7 +14,7 @@ from spanline import __version__
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
-from spanline.api.routes import execute, executions, health, organization, workflows
+from spanline.api.routes import execute, executions, health, organization, stream, workflows
 from spanline.api.state import AppState
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
@@ -45,7 +45,7 @@ def create_app(
             producer = app_bus.producer()
             await producer.start()
             stack.push_async_callback(producer.stop)
-            hub = LiveHub(app_bus, settings.events_topic, settings.default_org)
+            hub = LiveHub(app_bus, settings.events_topic, settings.default_org, resume_group=settings.consumer_group)
             await hub.start()
             stack.push_async_callback(hub.stop)
             state = AppState(
@@ -66,6 +66,13 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
-    for router in (health.router, organization.router, workflows.router, execute.router, executions.router):
+    for router in (
+        health.router,
+        organization.router,
+        workflows.router,
+        execute.router,
+        executions.router,
+        stream.router,
+    ):
         app.include_router(router)
     return app

@@ -3,6 +3,11 @@
 Each subscriber has a bounded queue; one that falls behind by more than its queue is dropped (its
 `overflowed` flag is set and its stream ends), so a slow client can neither stall the others nor grow
 memory without bound.
+
+The feed starts where the consumer group last committed (what is before that is in ClickHouse) and keeps
+the recent events of each execution in a bounded buffer, handed to every new subscriber: stored history
+from ClickHouse + this buffer + what arrives next cover an execution without a gap, as long as the
+consumer is not further behind than the buffer holds (`buffer_total` events).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -61,12 +66,27 @@ class Subscription:
 
 
 class LiveHub:
-    def __init__(self, bus: Bus, topic: str, default_org: str, queue_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        topic: str,
+        default_org: str,
+        *,
+        resume_group: str | None = None,
+        queue_size: int = 10_000,
+        buffer_per_execution: int = 10_000,
+        buffer_total: int = 100_000,
+    ) -> None:
         self._bus = bus
         self._topic = topic
         self._default_org = default_org
+        self._resume_group = resume_group
         self._queue_size = queue_size
+        self._buffer_per_execution = buffer_per_execution
+        self._buffer_total = buffer_total
         self._subscribers: dict[UUID, set[Subscription]] = defaultdict(set)
+        self._recent: OrderedDict[UUID, deque[LiveEvent]] = OrderedDict()
+        self._buffered = 0
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -76,6 +96,9 @@ class LiveHub:
             return
         self._consumer = self._bus.consumer([self._topic], group_id=None, from_beginning=False)
         await self._consumer.start()
+        if self._resume_group is not None:
+            # Partitions the consumer group never committed on start at the end: nothing to catch up on.
+            await self._consumer.seek(await self._bus.committed_offsets(self._resume_group, self._topic))
         self._task = asyncio.create_task(self._pump(self._consumer), name="live-hub")
 
     async def stop(self) -> None:
@@ -94,6 +117,9 @@ class LiveHub:
     @contextlib.contextmanager
     def subscribe(self, execution_id: UUID, org: str) -> Iterator[Subscription]:
         subscription = Subscription(execution_id, org, self._queue_size)
+        for item in self._recent.get(execution_id, ()):
+            if self._org_of(item.message) == org:
+                subscription.offer(item)
         self._subscribers[execution_id].add(subscription)
         try:
             yield subscription
@@ -119,12 +145,11 @@ class LiveHub:
             for message in messages:
                 self._dispatch(message)
 
+    def _org_of(self, message: BusMessage) -> str:
+        org_header = message.header(ORG_HEADER)
+        return org_header.decode(errors="replace") if org_header else self._default_org
+
     def _dispatch(self, message: BusMessage) -> None:
-        if not self._subscribers:
-            return
-        key_root = _uuid_or_none(message.key)
-        if key_root is not None and key_root not in self._subscribers:
-            return  # producers key by root execution: nobody listens to this one
         try:
             event = decode_event(message.value)
         except EventDecodeError:
@@ -132,17 +157,24 @@ class LiveHub:
         root = root_execution_id(event)
         if root is None:
             return
-        org_header = message.header(ORG_HEADER)
-        org = org_header.decode() if org_header else self._default_org
+        item = LiveEvent(message, event)
+        self._remember(root, item)
+        org = self._org_of(message)
         for subscription in list(self._subscribers.get(root, ())):
             if subscription.org == org:
-                subscription.offer(LiveEvent(message, event))
+                subscription.offer(item)
 
-
-def _uuid_or_none(key: bytes | None) -> UUID | None:
-    if key is None:
-        return None
-    try:
-        return UUID(key.decode())
-    except (UnicodeDecodeError, ValueError):
-        return None
+    def _remember(self, root: UUID, item: LiveEvent) -> None:
+        """Keep the execution's recent events for subscribers that join later; oldest executions go first."""
+        buffer = self._recent.get(root)
+        if buffer is None:
+            buffer = self._recent[root] = deque(maxlen=self._buffer_per_execution)
+        else:
+            self._recent.move_to_end(root)
+        if len(buffer) == buffer.maxlen:
+            self._buffered -= 1
+        buffer.append(item)
+        self._buffered += 1
+        while self._buffered > self._buffer_total and self._recent:
+            _, evicted = self._recent.popitem(last=False)
+            self._buffered -= len(evicted)

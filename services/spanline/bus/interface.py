@@ -67,6 +67,9 @@ class BusConsumer(Protocol):
 
     def assignment(self) -> frozenset[TopicPartition]: ...
 
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Move the read position of assigned partitions (readers without a group)."""
+
     def highwater(self, tp: TopicPartition) -> int | None:
         """The offset after the partition's last message as last seen (None if unknown), for lag."""
 
@@ -80,6 +83,9 @@ class Bus(Protocol):
     def consumer(self, topics: Sequence[str], *, group_id: str | None, from_beginning: bool = True) -> BusConsumer:
         """A group member (group_id) or, with group_id None, a reader of every partition that commits
         nothing and starts at the beginning or at the end (from_beginning=False: live tail)."""
+
+    async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        """What a consumer group has committed on a topic's partitions (none committed: absent)."""
 
     async def ping(self, timeout_s: float = 3.0) -> None:
         """Return when the bus answers; raise BusUnavailableError with the reason when it does not."""

@@ -83,6 +83,19 @@ class KafkaBus:
             from_beginning=from_beginning,
         )
 
+    async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self._client_id)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id)
+        finally:
+            await admin.close()
+        return {
+            TopicPartition(tp.topic, tp.partition): meta.offset
+            for tp, meta in offsets.items()
+            if tp.topic == topic and meta.offset >= 0
+        }
+
     async def ping(self, timeout_s: float = 3.0) -> None:
         client = AIOKafkaClient(
             bootstrap_servers=self.bootstrap_servers,
@@ -181,6 +194,14 @@ class KafkaConsumer:
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        assigned = self._consumer.assignment()
+        for tp, offset in offsets.items():
+            partition = KafkaTopicPartition(tp.topic, tp.partition)
+            if partition in assigned:
+                self._consumer.seek(partition, offset)
+                await self._consumer.position(partition)
 
     def highwater(self, tp: TopicPartition) -> int | None:
         """The partition's end offset as of the last fetch (no request), for lag."""

@@ -46,6 +46,9 @@ class MemoryBus:
     def committed(self, group_id: str) -> dict[TopicPartition, int]:
         return dict(self._groups.get(group_id, _Group()).committed)
 
+    async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        return {tp: offset for tp, offset in self.committed(group_id).items() if tp.topic == topic}
+
     # producing --------------------------------------------------------------------------------
 
     async def append(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
@@ -161,6 +164,11 @@ class MemoryConsumer:
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._positions)
+
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            if tp in self._positions:
+                self._positions[tp] = offset
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return self._bus.end_offsets(tp.topic)[tp.partition]
