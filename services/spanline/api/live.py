@@ -98,7 +98,12 @@ class LiveHub:
         await self._consumer.start()
         if self._resume_group is not None:
             # Partitions the consumer group never committed on start at the end: nothing to catch up on.
-            await self._consumer.seek(await self._bus.committed_offsets(self._resume_group, self._topic))
+            try:
+                committed = await self._bus.committed_offsets(self._resume_group, self._topic)
+            except Exception as exc:  # no group coordinator yet, say: live events still flow from now on
+                log.warning("live feed starts at the end: no committed offsets of %s (%s)", self._resume_group, exc)
+            else:
+                await self._consumer.seek(committed)
         self._task = asyncio.create_task(self._pump(self._consumer), name="live-hub")
 
     async def stop(self) -> None:
