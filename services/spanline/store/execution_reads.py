@@ -31,10 +31,11 @@ _PAGE = """
 SELECT span_id, parent_span_id, kind, definition_id, definition_name, status, start_ts, end_ts
 FROM spans FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID} {after}
-ORDER BY start_ts, span_id
+ORDER BY start_ts, toString(span_id)
 LIMIT {limit:UInt32}
 """
-_AFTER = "AND (start_ts, span_id) > ({cursor_ts:DateTime64(6, 'UTC')}, {cursor_span:UUID})"
+# UUIDs compare as text, as clients see them (ClickHouse's own UUID order is not the textual one).
+_AFTER = "AND (start_ts, toString(span_id)) > ({cursor_ts:DateTime64(6, 'UTC')}, toString({cursor_span:UUID}))"
 
 _SPAN_EVENTS = """
 SELECT span_id, payload FROM events_by_span FINAL

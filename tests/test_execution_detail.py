@@ -1,0 +1,148 @@
+"""The detail API's keyset span pagination on a big execution, and its refusals."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from asgi_lifespan import LifespanManager
+
+from spanline.api.app import create_app
+from spanline.bus.memory import MemoryBus
+from spanline.core.config import Settings
+from spanline.store.api_keys import create_api_key
+from spanline.store.store import Store
+from tests.store_ingest import ingest
+
+SPANS = 100_000
+WORKFLOW = {"id": "6606c261-1566-5e10-8654-6b51fa242bf7", "name": "Big", "module": ["big"]}
+
+
+def event(name: str, span_id: uuid.UUID, at: datetime, parent: Any, body: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "api_version": "2024-10-25",
+            "trace_id": "cd613e30-d8f1-4adf-91b7-584a2265b1f5",
+            "span_id": str(span_id),
+            "parent": parent,
+            "links": None,
+            "name": name,
+            "body": body,
+        }
+    )
+
+
+def big_execution(execution_id: uuid.UUID, spans: int) -> tuple[list[bytes], list[tuple[datetime, str]]]:
+    """A workflow with `spans - 1` node spans; many share a start time, so span_id breaks the ties."""
+    start = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    payloads = [
+        event(
+            "workflow.execution.initiated",
+            execution_id,
+            start,
+            None,
+            {"workflow_definition": WORKFLOW, "inputs": {"question": "big?"}},
+        )
+    ]
+    order = [(start, str(execution_id))]
+    parent = {"type": "WORKFLOW", "span_id": str(execution_id), "workflow_definition": WORKFLOW, "parent": None}
+    for index in range(spans - 1):
+        span_id = uuid.uuid4()
+        at = start + timedelta(microseconds=1 + index // 7)
+        node = {"id": str(uuid.uuid5(execution_id, str(index % 50))), "name": f"Node{index % 50}", "module": ["big"]}
+        payloads.append(event("node.execution.initiated", span_id, at, parent, {"node_definition": node, "inputs": {}}))
+        if index % 3 == 0:
+            payloads.append(
+                event(
+                    "node.execution.fulfilled",
+                    span_id,
+                    at + timedelta(milliseconds=5),
+                    parent,
+                    {"node_definition": node, "outputs": {"n": index}},
+                )
+            )
+        order.append((at, str(span_id)))
+    order.sort()
+    return payloads, order
+
+
+@pytest.fixture
+async def api(settings: Settings, store: Store) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
+    app = create_app(settings, store=store, bus=MemoryBus())
+    keys = {org: (await create_api_key(store, org)).key for org in ("acme", "globex")}
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://spanline.test", timeout=120) as client:
+            yield client, keys["acme"], keys["globex"]
+
+
+async def test_paging_100k_spans_returns_every_span_once_in_order(
+    api: tuple[httpx.AsyncClient, str, str], store: Store
+) -> None:
+    client, key, _ = api
+    execution_id = uuid.uuid4()
+    payloads, expected = big_execution(execution_id, SPANS)
+    await ingest(store, payloads, org="acme", key=str(execution_id).encode())
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"span_limit": 1000}
+        if cursor:
+            params["prev_span_id"] = cursor
+        page = await client.get(
+            f"/v1/workflow-executions/{execution_id}/detail", params=params, headers={"X-API-KEY": key}
+        )
+        assert page.status_code == 200, page.text
+        spans = page.json()["spans"]
+        if not spans:
+            break
+        seen += [span["span_id"] for span in spans]
+        cursor = spans[-1]["span_id"]
+        if len(spans) < 1000:
+            break
+    assert len(seen) == SPANS
+    assert seen == [span_id for _, span_id in expected]
+
+    first = (await client.get(f"/v1/workflow-executions/{execution_id}/detail", headers={"X-API-KEY": key})).json()
+    assert len(first["spans"]) == 100  # the default span_limit
+    assert first["span_id"] == str(execution_id)
+    assert first["inputs"] == [
+        {"id": str(uuid.uuid5(execution_id, "question")), "name": "question", "type": "STRING", "value": "big?"}
+    ]
+    root = first["spans"][0]
+    assert root["name"] == "workflow.execution" and root["parent_span_id"] is None
+    assert [e["name"] for e in root["events"]] == ["workflow.execution.initiated"]
+    node = first["spans"][1]
+    assert node["name"] == "node.execution" and node["parent_span_id"] == str(execution_id)
+    assert node["attributes"]["label"].startswith("Node")
+
+
+async def test_detail_refusals(api: tuple[httpx.AsyncClient, str, str], store: Store) -> None:
+    client, key, other_key = api
+    execution_id = uuid.uuid4()
+    payloads, _ = big_execution(execution_id, 10)
+    await ingest(store, payloads, org="acme", key=str(execution_id).encode())
+    url = f"/v1/workflow-executions/{execution_id}/detail"
+    mine = {"X-API-KEY": key}
+    assert (await client.get(url, headers=mine)).status_code == 200
+    assert (await client.get(url)).status_code == 401
+    assert (await client.get(url, headers={"X-API-KEY": other_key})).status_code == 404
+    assert (await client.get(url, params={"prev_span_id": str(uuid.uuid4())}, headers=mine)).status_code == 404
+    for bad_limit in (0, 1001):
+        refused = await client.get(url, params={"span_limit": bad_limit}, headers=mine)
+        assert refused.status_code == 422 and refused.json()["detail"]
+    assert (await client.get(url, params={"prev_span_id": "nope"}, headers=mine)).status_code == 422
+    assert (await client.get(f"/v1/workflow-executions/{uuid.uuid4()}/detail", headers=mine)).status_code == 404
+    status = await client.get(f"/v1/workflows/executions/{execution_id}/status", headers=mine)
+    assert status.json()["status"] == "INITIATED" and status.json()["execution_detail_url"].endswith("/detail")
+    assert (
+        await client.get(f"/v1/workflows/executions/{execution_id}/status", headers={"X-API-KEY": other_key})
+    ).status_code == 404
