@@ -13,6 +13,7 @@ import httpx
 from spanline.api.app import create_app
 from spanline.bus.interface import Bus
 from spanline.bus.memory import MemoryBus
+from spanline.consumer.service import run_consumer
 from spanline.core.config import Settings
 from spanline.events.codec import decode_event
 from spanline.events.models import Event
@@ -48,11 +49,19 @@ class Runtime:
 
 @asynccontextmanager
 async def executor_runtime(
-    settings: Settings, store: Store, providers: Mapping[str, ModelProvider], org: str = "acme"
+    settings: Settings,
+    store: Store,
+    providers: Mapping[str, ModelProvider],
+    org: str = "acme",
+    *,
+    with_consumer: bool = False,
 ) -> AsyncIterator[Runtime]:
     bus = MemoryBus(default_partitions=settings.topic_partitions)
     stopping = asyncio.Event()
     worker = asyncio.create_task(ExecutorWorker(bus, settings, providers=providers).run(stopping))
+    consumer = (
+        asyncio.create_task(run_consumer(settings, store=store, bus=bus, stop=stopping)) if with_consumer else None
+    )
     key = (await create_api_key(store, org)).key
     await load_examples(store, org)
     try:
@@ -64,3 +73,5 @@ async def executor_runtime(
     finally:
         stopping.set()
         await worker
+        if consumer is not None:
+            await consumer
