@@ -1,5 +1,5 @@
 """POST /v1/usage/query answers what a brute-force pass over the generated events' usage_result says,
-for random dimension × measure × granularity × filter × range combinations, scoped to the caller's
+for random dimension x measure x granularity x filter x range combinations, scoped to the caller's
 organization; bad queries get a 422 that names what is wrong."""
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def brute_force(calls: Sequence[Call], org: str, query: dict[str, Any]) -> dict[
 def answered(query: dict[str, Any], rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
     keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
-        assert set(row) == {*query["dimensions"], *query["measures"]} | ({"bucket"} if query.get("granularity") else set())
+        assert set(row) == {*query["dimensions"], *query["measures"]} | (
+            {"bucket"} if query.get("granularity") else set()
+        )
         key = tuple(row[name] for name in query["dimensions"])
         if query.get("granularity"):
             key = (row["bucket"], *key)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from spanline import __version__
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
-from spanline.api.routes import execute, health, organization, usage, workflows
+from spanline.api.routes import execute, health, interactly, organization, runs, usage, workflows
 from spanline.api.state import AppState
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
@@ -58,6 +58,14 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
-    for router in (health.router, organization.router, workflows.router, execute.router, usage.router):
+    for router in (
+        health.router,
+        organization.router,
+        workflows.router,
+        execute.router,
+        usage.router,
+        runs.router,
+        interactly.router,
+    ):
         app.include_router(router)
     return app

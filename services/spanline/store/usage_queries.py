@@ -1,7 +1,7 @@
 """Usage analytics: a validated query (time range, dimensions, measures, granularity, filters) turned into
 one parameterised SELECT over the minute rollup, and its rows turned into plain JSON-ready dicts.
 
-Sources. `usage_rollup_minute` (org × minute × workflow × model × provider, one row per Kafka partition,
+Sources. `usage_rollup_minute` (org x minute x workflow x model x provider, one row per Kafka partition,
 read with FINAL and summed over partitions; quantile and distinct-run *states* merged) answers every
 query that does not involve `status`. The rollup has no status column (only `failed_calls`), so a query
 that groups or filters by `status` reads the per-call rows of `usage_by_minute` (FINAL) instead, with the
@@ -177,9 +177,7 @@ def parse_usage_query(
     }
     if problems:
         raise UsageQueryError(problems)
-    return UsageQuery(
-        start, end, _unique(dimensions), _unique(measures), granularity, parsed_filters, limit
-    )
+    return UsageQuery(start, end, _unique(dimensions), _unique(measures), granularity, parsed_filters, limit)
 
 
 def build_usage_sql(query: UsageQuery, org: str) -> tuple[str, dict[str, Any]]:
