@@ -259,3 +259,33 @@ async def test_bad_queries_get_422_naming_each_problem(settings: Settings, store
         assert "measure" in await _refusal(client, key, measures=[])
         assert "from" in await _refusal(client, key, **{"from": "yesterday"})
         assert "colour" in await _refusal(client, key, colour="red")
+
+
+async def test_a_cost_only_usage_result_adds_cost_but_no_call(settings: Settings, store: Store) -> None:
+    """A usage_result with cost and no usage entries (a model-less row) counts in cost_usd, not in calls,
+    latency or Interactly's call counts."""
+    rng = random.Random(13)
+    execution = generate_executions(rng, 1, orgs=["acme"], start=START, days=1)[0]
+    calls = calls_of([execution])
+    assert calls
+    fulfilled = next(
+        e for e in execution.events if e["name"] == "node.execution.fulfilled" and "usage_result" not in e["body"]
+    )
+    fulfilled["body"]["usage_result"] = {"usage": [], "cost": [{"value": 0.5, "unit": "USD"}]}
+    await ingest(store, [execution])
+    key = (await create_api_key(store, "acme")).key
+    query = {
+        "from": START.isoformat(),
+        "to": (START + timedelta(days=2)).isoformat(),
+        "dimensions": [],
+        "measures": ["calls", "cost_usd", "latency_p50", "input_tokens"],
+    }
+    want = brute_force(calls, "acme", query)[()]
+    want["cost_usd"] += Decimal("0.5")
+    async with api_client(settings, store) as client:
+        for extra in ({}, {"filters": {"status": ["FULFILLED", "REJECTED"]}}):  # the rollup and the per-call rows
+            response = await client.post("/v1/usage/query", json={**query, **extra}, headers={"X-API-KEY": key})
+            assert_same({(): want}, answered(query, response.json()["rows"]))
+        run = await client.get(f"/workflows/v1/workflow-runs/{execution.execution_id}", headers={"X-API-KEY": key})
+        assert run.json()["workflow_run"]["llm_token_usage"]["call_count"] == len(calls)
+        assert run.json()["workflow_run"]["llm_latency_stats"]["call_count"] == len(calls)
