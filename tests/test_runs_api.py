@@ -4,6 +4,7 @@ and provider (subworkflow calls included); other organizations get 404, no key 4
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections import defaultdict
@@ -12,11 +13,19 @@ from typing import Any
 
 import pytest
 
+from spanline.bus.interface import ORG_HEADER, BusMessage
+from spanline.consumer.decode import AcceptedEvent, decode_message
+from spanline.consumer.rows import build_rows
+from spanline.consumer.writer import EventBatchWriter
 from spanline.core.config import Settings
+from spanline.events.models import NodeExecutionFulfilledEvent
+from spanline.executor.providers.local import LocalProvider
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
 from tests.api_data import api_client, calls_of, generate_executions, ingest, org_of, parse_ts, spans_of
+from tests.conftest import PROJECT_ROOT
 from tests.consumer_events import Execution
+from tests.executor_runtime import executor_runtime
 
 START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 ARCEE = {"FULFILLED": "completed", "REJECTED": "failed"}
@@ -300,3 +309,51 @@ async def test_interactly_run_without_model_calls_has_zero_stats(settings: Setti
             "average_latency_milliseconds": 0.0,
             "breakdown_by_models": [],
         }
+
+
+async def test_a_run_of_the_executor_reads_back_through_arcee_and_interactly(settings: Settings, store: Store) -> None:
+    """End to end on spanline's own events: the research workflow (model nodes, a subworkflow with a model
+    call) run by the executor, its events written by the consumer's writer, read by workflow name."""
+    async with executor_runtime(settings, store, {"local": LocalProvider(5)}) as runtime:
+        response = await runtime.client.post(
+            "/v1/execute-workflow",
+            json={
+                "workflow_deployment_name": "research",
+                "inputs": [{"name": "question", "type": "STRING", "value": "why keys?"}],
+            },
+        )
+        assert response.status_code == 200, response.text
+        execution_id = response.json()["execution_id"]
+        raw_and_events = await runtime.events_of(uuid.UUID(execution_id))
+        events = [event for _, event in raw_and_events]
+        messages = [
+            BusMessage("spanline.events", 0, offset, execution_id.encode(), raw, ((ORG_HEADER, b"acme"),), 0)
+            for offset, (raw, _) in enumerate(raw_and_events)
+        ]
+        decoded = [decode_message(m, default_org="default", max_bytes=1 << 20) for m in messages]
+        await EventBatchWriter(store).write(build_rows(d for d in decoded if isinstance(d, AcceptedEvent)))
+        base = f"{BASE}/research/runs/{execution_id}"
+        run = (await runtime.client.get(base)).json()
+        assert run["status"] == "completed" and run["id"] == execution_id
+        steps = (await runtime.client.get(f"{base}/steps")).json()
+        definition = json.loads((PROJECT_ROOT / "examples" / "workflows" / "research.json").read_text())
+        node_ids = {node["id"] for node in definition["nodes"]}
+        top_level = [s for s in steps if s["step_metadata"]["parent_span_id"] == execution_id]
+        assert {s["node_id"] for s in top_level} <= node_ids
+        expected_tokens: dict[str, int] = defaultdict(int)
+        calls = 0
+        for event in events:
+            if isinstance(event, NodeExecutionFulfilledEvent) and event.body.usage_result:
+                for call in event.body.usage_result.usage:
+                    counts = call.ml_model_usage
+                    expected_tokens[str(event.span_id)] += (counts.input_token_count or 0) + (
+                        counts.output_token_count or 0
+                    )
+                    calls += 1
+        assert {s["id"]: s["tokens"] for s in steps if s["tokens"]} == dict(expected_tokens)
+        assert {s["node_id"] for s in top_level if s["tokens"]} == {"plan", "answer"}
+        assert all(s["status"] == "completed" for s in steps)
+        stats = (await runtime.client.get(f"/workflows/v1/workflow-runs/{execution_id}")).json()["workflow_run"]
+        assert stats["status"] == "completed"
+        assert stats["llm_token_usage"]["total_tokens"] == sum(expected_tokens.values())
+        assert stats["llm_token_usage"]["call_count"] == calls >= 3  # plan, answer and the subworkflow's model
