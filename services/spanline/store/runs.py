@@ -41,7 +41,7 @@ SELECT span_id, parent_span_id, definition_id, definition_name, definition_modul
     model_calls, cost_usd
 FROM steps
 WHERE org = {org:String} AND execution_id = {execution_id:UUID}
-ORDER BY start_ts, span_id
+ORDER BY start_ts, toString(span_id)
 """
 
 # Model calls only: a cost-only usage entry has no model (and no tokens or latency).
