@@ -14,7 +14,7 @@ from spanline import __version__
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
-from spanline.api.routes import execute, executions, health, organization, stream, workflows
+from spanline.api.routes import execute, executions, health, interactly, organization, runs, stream, usage, workflows
 from spanline.api.state import AppState
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
@@ -73,6 +73,9 @@ def create_app(
         execute.router,
         executions.router,
         stream.router,
+        usage.router,
+        runs.router,
+        interactly.router,
     ):
         app.include_router(router)
     return app
