@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 
+from spanline.consumer.service import run_consumer
 from spanline.core.config import Settings
 from spanline.executor.providers.local import LocalProvider
 from spanline.store.api_keys import create_api_key
@@ -114,3 +115,20 @@ async def test_the_list_is_newest_first_filtered_and_paged_by_cursor(runtime: Ru
     other = (await create_api_key(runtime.store, "globex")).key
     theirs = await runtime.client.get("/v1/workflow-executions", headers={"X-API-KEY": other})
     assert theirs.json()["results"] == []
+
+
+async def test_metrics_report_the_consumer_lag_from_the_bus(settings: Settings, store: Store) -> None:
+    async with executor_runtime(settings, store, {"local": LocalProvider(5)}, with_consumer=False) as runtime:
+        execution_id = await run(runtime, "summarize", text="no consumer is running yet")
+        produced = len(await runtime.events_of(execution_id))
+        metrics = (await runtime.client.get("/metrics")).json()
+        assert metrics["consumer_total_lag"] == produced and metrics["consumer"] is None
+
+        stop = asyncio.Event()
+        consumer = asyncio.create_task(run_consumer(settings, store=runtime.store, bus=runtime.bus, stop=stop))
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await runtime.client.get("/metrics")).json()["consumer_total_lag"] != 0:
+            assert asyncio.get_running_loop().time() < deadline, "the consumer never caught up"
+            await asyncio.sleep(0.05)  # poll the metric until the consumer has committed everything
+        stop.set()
+        await consumer

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from spanline.bus.interface import ORG_HEADER, Bus, BusConsumer, BusMessage
+from spanline.bus.interface import ORG_HEADER, Bus, BusConsumer, BusMessage, TopicPartition
 from spanline.events.codec import EventDecodeError, decode_event
 from spanline.events.lineage import root_execution_id
 from spanline.events.models import Event
@@ -135,6 +135,13 @@ class LiveHub:
                 subscribers.discard(subscription)
                 if not subscribers:
                     del self._subscribers[execution_id]
+
+    def end_offsets(self) -> dict[TopicPartition, int]:
+        """Each partition's end offset as the feed last saw it (the feed reads every partition)."""
+        if self._consumer is None:
+            return {}
+        ends = {tp: self._consumer.highwater(tp) for tp in self._consumer.assignment()}
+        return {tp: end for tp, end in ends.items() if end is not None}
 
     def subscriber_count(self) -> int:
         return sum(len(subscriptions) for subscriptions in self._subscribers.values())

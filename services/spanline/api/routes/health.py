@@ -39,7 +39,25 @@ async def readyz(store: StoreDep, bus: BusDep) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(state: AppStateDep) -> dict[str, Any]:
-    """Live subscribers of this API process and, when the consumer runs in this process (`spanline dev`),
-    its events, rows written, DLQ count and lag per partition."""
+    """The consumer group's lag per partition of the events topic (end offset seen by this process's live
+    feed minus the group's committed offset; works whatever process the consumer runs in), live
+    subscribers, and, when the consumer runs in this process (`spanline dev`), its own counters."""
+    settings = state.settings
+    lag_error: str | None = None
+    try:
+        committed = await state.bus.committed_offsets(settings.consumer_group, settings.events_topic)
+    except Exception as exc:  # lag is best effort: the bus may not know the group yet
+        committed, lag_error = {}, str(exc)
+    lag = {
+        f"{tp.topic}/{tp.partition}": end - committed.get(tp, 0)
+        for tp, end in sorted(state.hub.end_offsets().items(), key=lambda item: item[0].partition)
+    }
     consumer = state.consumer_metrics.snapshot() if state.consumer_metrics is not None else None
-    return {"live_subscribers": state.hub.subscriber_count(), "consumer": consumer}
+    return {
+        "consumer_group": settings.consumer_group,
+        "consumer_lag": lag,
+        "consumer_total_lag": sum(lag.values()),
+        "consumer_lag_error": lag_error,
+        "live_subscribers": state.hub.subscriber_count(),
+        "consumer": consumer,
+    }
