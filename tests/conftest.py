@@ -14,6 +14,7 @@ from spanline.core.config import Settings
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 from tests.kafka.broker import KafkaBroker
+from tests.openai_stub import StubServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = PROJECT_ROOT / "tests" / "data" / "events"
@@ -25,6 +26,15 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     broker.start()
     yield broker
     broker.close()
+
+
+@pytest.fixture(scope="session")
+def stub_server() -> Iterator[StubServer]:
+    """A small OpenAI-compatible server on 127.0.0.1 (tests/openai_stub.py)."""
+    server = StubServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.threaded_server import ThreadedServer
 
 STUB_DELTAS = ["Kafka ", "keeps ", "order ", "per ", "partition."]
 STUB_USAGE = {
@@ -109,31 +107,19 @@ def _sse(payload: dict[str, Any]) -> str:
 
 
 class StubServer:
-    """uvicorn serving the stub on 127.0.0.1 (a socket bound to a free port first, so no port race)."""
+    """The stub served by uvicorn on 127.0.0.1 in a thread."""
 
     def __init__(self) -> None:
         self.stub = OpenAIStub()
         app = Starlette(routes=[Route("/v1/chat/completions", self.stub.chat_completions, methods=["POST"])])
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._server = ThreadedServer(app, lifespan="off")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self._server.base_url}/v1"
 
     def start(self, timeout_s: float = 10.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the OpenAI stub server did not start")
-            time.sleep(0.01)
+        self._server.start(timeout_s)
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
+        self._server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -44,14 +44,6 @@ from tests.test_event_schemas import ENVELOPE, PER_EVENT
 
 TERMINAL = TERMINAL_WORKFLOW_EVENT_NAMES | TERMINAL_NODE_EVENT_NAMES
 LATENCY_MS = 300
-
-
-@pytest.fixture(scope="module")
-def stub_server() -> Iterator[StubServer]:
-    server = StubServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -102,14 +102,6 @@ def test_local_rejects_negative_latency() -> None:
 
 
 # --- OpenAI-compatible provider against the stub --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stub_server() -> Iterator[StubServer]:
-    server = StubServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

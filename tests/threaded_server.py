@@ -1,5 +1,6 @@
-"""An ASGI app served by uvicorn on 127.0.0.1 in a thread of the test process, for synchronous clients
-(schemathesis); the same process keeps chDB's one-directory-per-process rule."""
+"""An ASGI app served by uvicorn on 127.0.0.1 in a thread of the test process, for synchronous callers
+(schemathesis, stub servers); the same process keeps chDB's one-directory-per-process rule. The socket is
+bound before uvicorn starts, so there is no race for the port."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import uvicorn
 
 
 class ThreadedServer:
-    def __init__(self, app: Any) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
+    def __init__(self, app: Any, *, lifespan: str = "auto") -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="uvicorn", daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -34,3 +38,4 @@ class ThreadedServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+        self._socket.close()
