@@ -1,8 +1,9 @@
 """Reads behind the execution endpoints: one execution's header, a keyset page of its spans, the events
 of those spans, its usage per model, and the stored event history in stream order.
 
-Every query is scoped to the caller's organization and to one execution's primary-key range, so its
-cost depends on the size of that execution, never on how deep into it a page is (keyset, not OFFSET).
+Every query is scoped to the caller's organization and to one execution's primary-key range; a span page
+reads `span_order` (keyed in page order) from its cursor on, then the page's spans by primary key, so its
+cost does not grow with how deep into the execution it is (keyset, not OFFSET).
 """
 
 from __future__ import annotations
@@ -23,19 +24,26 @@ WHERE org = {org:String} AND execution_id = {execution:UUID}
 """
 
 _CURSOR = """
-SELECT start_ts FROM spans FINAL
-WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {span:UUID}
+SELECT start_ts FROM span_order
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = toString({span:UUID})
+LIMIT 1
 """
 
-_PAGE = """
-SELECT span_id, parent_span_id, kind, definition_id, definition_name, status, start_ts, end_ts
-FROM spans FINAL
+# The page's span ids, read in page order from the cursor on (span_order is keyed that way) ...
+_PAGE_ORDER = """
+SELECT span_id FROM span_order FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID} {after}
-ORDER BY start_ts, toString(span_id)
+ORDER BY start_ts, span_id
 LIMIT {limit:UInt32}
 """
-# UUIDs compare as text, as clients see them (ClickHouse's own UUID order is not the textual one).
-_AFTER = "AND (start_ts, toString(span_id)) > ({cursor_ts:DateTime64(6, 'UTC')}, toString({cursor_span:UUID}))"
+_AFTER = "AND (start_ts, span_id) > ({cursor_ts:DateTime64(6, 'UTC')}, toString({cursor_span:UUID}))"
+
+# ... then their latest state, by primary key.
+_PAGE_SPANS = """
+SELECT span_id, parent_span_id, kind, definition_id, definition_name, status, start_ts, end_ts
+FROM spans FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
+"""
 
 _SPAN_EVENTS = """
 SELECT span_id, payload FROM events_by_span FINAL
@@ -128,12 +136,18 @@ async def span_start(store: Store, org: str, execution_id: UUID, span_id: UUID) 
 async def span_page(
     store: Store, org: str, execution_id: UUID, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[SpanRow]:
-    if after is None:
-        rows = await store.query(_PAGE.replace("{after}", ""), _scope(org, execution_id, limit=limit))
-    else:
-        parameters = _scope(org, execution_id, limit=limit, cursor_ts=after[0], cursor_span=after[1])
-        rows = await store.query(_PAGE.replace("{after}", _AFTER), parameters)
-    return [SpanRow(*row) for row in rows]
+    """One keyset page: the spans after `after` (start_ts, span_id) in (start_ts, span_id-as-text) order."""
+    parameters = _scope(org, execution_id, limit=limit)
+    condition = ""
+    if after is not None:
+        parameters.update(cursor_ts=after[0], cursor_span=after[1])
+        condition = _AFTER
+    ordered = [UUID(str(row[0])) for row in await store.query(_PAGE_ORDER.replace("{after}", condition), parameters)]
+    if not ordered:
+        return []
+    rows = await store.query(_PAGE_SPANS, _scope(org, execution_id, spans=ordered))
+    by_id = {row.span_id: row for row in (SpanRow(*row) for row in rows)}
+    return [by_id[span_id] for span_id in ordered if span_id in by_id]
 
 
 async def span_events(store: Store, org: str, execution_id: UUID, span_ids: list[UUID]) -> dict[UUID, list[str]]:
