@@ -126,6 +126,13 @@ async def test_research_workflow_events_are_complete_nested_and_schema_valid(run
     )
     assert len(node_spans) >= 6
 
+    # the fan-out ran concurrently: both searches had started before either had finished
+    searches = [
+        spans[sid] for sid in node_spans if spans[sid][0].body.node_definition.name in ("search_docs", "search_web")
+    ]  # type: ignore[union-attr]
+    assert len(searches) == 2
+    assert max(span[0].timestamp for span in searches) < min(span[-1].timestamp for span in searches)
+
     # model nodes stream their answer: the deltas add up to the node's output
     for span_id in node_spans:
         deltas = [e.body.output.delta for e in spans[span_id] if isinstance(e, NodeExecutionStreamingEvent)]
