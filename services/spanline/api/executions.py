@@ -49,7 +49,7 @@ async def request_execution(
             state.store, org, WorkflowDefinition.model_validate(workflow.definition)
         )
     except SubworkflowError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc
     request = ExecutionRequest(
         execution_id=execution_id or uuid.uuid4(),
         org=org,

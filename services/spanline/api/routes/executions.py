@@ -207,7 +207,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         moment, _, execution_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         return datetime.fromisoformat(moment), UUID(execution_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor is not one this API gave out") from exc
+        raise HTTPException(422, "cursor is not one this API gave out") from exc
 
 
 @router.get("/workflow-executions", response_model=ExecutionList)

@@ -38,7 +38,7 @@ def _prefixes(event_types: str | None) -> tuple[str, ...]:
     unknown = [name for name in names if name not in EVENT_TYPE_PREFIXES]
     if unknown:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            422,
             f"unknown event_types {unknown}; use {', '.join(EVENT_TYPE_PREFIXES)}",
         )
     return tuple(EVENT_TYPE_PREFIXES[name] for name in names)
@@ -52,7 +52,7 @@ def _resume_point(header: str | None, query: int | None) -> int:
     try:
         return int(header)
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "Last-Event-ID must be an id this API sent") from exc
+        raise HTTPException(422, "Last-Event-ID must be an id this API sent") from exc
 
 
 class _Joiner:

@@ -57,7 +57,7 @@ async def upload_workflow(definition: WorkflowDefinition, org: OrgDep, state: Ap
     try:
         stored = await save_workflow(state.store, org, definition)
     except SubworkflowError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc
     return StoredWorkflowResponse(**_summary(stored).model_dump(), definition=stored.definition)
 
 
