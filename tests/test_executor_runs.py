@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -219,6 +220,51 @@ async def test_a_node_over_its_timeout_is_rejected_with_node_timeout(runtime: Ru
     assert (await upload(runtime, slow)).status_code == 201
     answer = await execute(runtime, "slow")
     assert answer["data"]["error"]["code"] == "NODE_TIMEOUT"
+
+
+@pytest.mark.parametrize(
+    ("node", "workflow_timeout", "code", "message"),
+    [
+        (
+            {
+                "id": "nap",
+                "kind": "code",
+                "timeout_s": 30,
+                "config": {"code": "import time\ndef main():\n    time.sleep(30)"},
+            },
+            0.5,
+            "WORKFLOW_TIMEOUT",
+            "timed out",
+        ),
+        (
+            {"id": "check", "kind": "code", "config": {"code": "def main():\n    raise NodeError('no budget left')"}},
+            None,
+            "USER_DEFINED_ERROR",
+            "no budget left",
+        ),
+        (
+            {
+                "id": "check",
+                "kind": "code",
+                "config": {"code": "def main():\n    raise NodeError('quota', code='PROVIDER_QUOTA_EXCEEDED')"},
+            },
+            None,
+            "PROVIDER_QUOTA_EXCEEDED",
+            "quota",
+        ),
+    ],
+    ids=["workflow-timeout", "user-defined", "own-code"],
+)
+async def test_more_rejection_codes(
+    runtime: Runtime, node: dict[str, Any], workflow_timeout: float | None, code: str, message: str
+) -> None:
+    name = f"w_{uuid.uuid4().hex[:8]}"
+    definition: dict[str, Any] = {"name": name, "nodes": [node]}
+    if workflow_timeout is not None:
+        definition["timeout_s"] = workflow_timeout
+    assert (await upload(runtime, definition)).status_code == 201
+    answer = await execute(runtime, name)
+    assert answer["data"]["error"]["code"] == code and message in answer["data"]["error"]["message"]
 
 
 async def test_a_provider_answering_5xx_is_llm_provider(runtime: Runtime) -> None:

@@ -43,7 +43,7 @@ async def run_code(config: dict[str, Any], inputs: dict[str, Any], timeout_s: fl
         detail = stderr.decode(errors="replace")[-2000:]
         raise ExecutionFailure("NODE_EXECUTION", f"code node crashed (exit {process.returncode}): {detail}") from exc
     if not result["ok"]:
-        code = "INVALID_CODE" if result.get("type") == "INVALID_CODE" else "NODE_EXECUTION"
+        code = str(result.get("code") or ("INVALID_CODE" if result.get("type") == "INVALID_CODE" else "NODE_EXECUTION"))
         raise ExecutionFailure(
             code, str(result["error"]), raw_data={"type": result.get("type")}, stacktrace=result.get("stacktrace")
         )
