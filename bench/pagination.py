@@ -54,6 +54,38 @@ async def timed(work: Any) -> float:
     return (time.perf_counter() - began) * 1000
 
 
+async def breakdown(
+    store: Store, execution_id: uuid.UUID, order: list[Any], limit: int, last: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """The detail handler's reads one by one (it runs them one after another), first and last page."""
+    out: dict[str, dict[str, float]] = {}
+    for label, index in (("first", 0), ("last", last)):
+        times: dict[str, list[float]] = {}
+        for _ in range(max(3, rounds // 3)):
+            steps: dict[str, Any] = {"execution_header": execution_reads.execution(store, "acme", execution_id)}
+            after = None
+            if index:
+                cursor_ts, cursor_span = order[index * limit - 1]
+                steps["cursor_span_start"] = execution_reads.span_start(
+                    store, "acme", execution_id, uuid.UUID(cursor_span)
+                )
+                after = (cursor_ts, uuid.UUID(cursor_span))
+            steps["span_page"] = execution_reads.span_page(store, "acme", execution_id, limit, after)
+            for name, work in steps.items():
+                elapsed = await timed(work)
+                times.setdefault(name, []).append(elapsed)
+            page = await execution_reads.span_page(store, "acme", execution_id, limit, after)
+            wanted = [row.span_id for row in page] + [execution_id]
+            times.setdefault("span_events", []).append(
+                await timed(execution_reads.span_events(store, "acme", execution_id, wanted))
+            )
+            times.setdefault("usage_by_model", []).append(
+                await timed(execution_reads.usage_by_model(store, "acme", execution_id))
+            )
+        out[label] = {name: round(statistics.median(values), 1) for name, values in times.items()}
+    return out
+
+
 async def main(spans: int, rounds: int) -> dict[str, Any]:
     facts = machine()
     dsn = f"chdb://{tempfile.mkdtemp(prefix='bench-pages-')}"
@@ -117,6 +149,7 @@ async def main(spans: int, rounds: int) -> dict[str, Any]:
                     "median_ms_by_page": {str(index): round(value, 3) for index, value in medians.items()},
                     "last_over_first_p50": round(medians[last] / medians[first], 3),
                 }
+            per_limit["api_breakdown_p50_ms"] = await breakdown(store, execution_id, order, limit, pages - 1, rounds)
             results[f"span_limit_{limit}"] = per_limit
     store.close()
 
