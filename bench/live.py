@@ -139,11 +139,25 @@ async def emit(bus: Any, topic: str, execution_id: uuid.UUID, org: str, rate: in
     await producer.stop()
     elapsed = loop.time() - began
     return {
+        "ended_at": time.time(),
         "events": sent,
         "seconds": round(elapsed, 2),
         "events_per_s": round(sent / elapsed),
         "tick_lag_ms": percentiles(lags),
     }
+
+
+async def warm_up(bus: Any, topic: str, metrics: Any) -> None:
+    """One event of another execution, consumed and stored, so group join and first-batch costs are not timed."""
+    producer = bus.producer()
+    await producer.start()
+    body = {"workflow_definition": WORKFLOW, "inputs": {}}
+    other = str(uuid.uuid4())
+    await producer.send(topic, envelope("workflow.execution.initiated", other, None, body, other), key=other.encode())
+    await producer.flush()
+    await producer.stop()
+    while metrics.events < 1:  # noqa: ASYNC110 - the consumer exposes a counter, not an event
+        await asyncio.sleep(0.05)
 
 
 async def server(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,6 +167,7 @@ async def server(args: argparse.Namespace) -> dict[str, Any]:
     from spanline.api.app import create_app
     from spanline.bus.kafka import KafkaBus
     from spanline.bus.memory import MemoryBus
+    from spanline.consumer.metrics import ConsumerMetrics
     from spanline.consumer.service import run_consumer, tune_gc_for_batches
     from spanline.core.config import Settings
     from spanline.store.api_keys import create_api_key
@@ -180,8 +195,12 @@ async def server(args: argparse.Namespace) -> dict[str, Any]:
         await store.run(lambda client: apply_migrations(client, settings.schemas_dir / "clickhouse"))
         key = (await create_api_key(store, "acme")).key
         stop = asyncio.Event()
-        consumer = asyncio.create_task(run_consumer(settings, store=store, bus=bus, stop=stop))
+        consumer_metrics = ConsumerMetrics()
+        consumer = asyncio.create_task(
+            run_consumer(settings, store=store, bus=bus, metrics=consumer_metrics, stop=stop)
+        )
         execution_id = uuid.uuid4()
+        await warm_up(bus, settings.events_topic, consumer_metrics)
         me = psutil.Process()
         async with serve(create_app(settings, store=store, bus=bus)) as base_url:
             out = Path(tempfile.mkstemp(prefix="live-client-", suffix=".json")[1])
@@ -203,6 +222,11 @@ async def server(args: argparse.Namespace) -> dict[str, Any]:
                 str(args.seconds + 60),
                 "--out",
                 str(out),
+                *([] if broker is None else ["--bootstrap", broker.bootstrap, "--topic", settings.events_topic]),
+                "--rate",
+                str(args.rate),
+                "--emit-seconds",
+                str(args.seconds),
                 env=os.environ.copy(),
             )
             ready = out.with_suffix(".ready")
@@ -213,17 +237,27 @@ async def server(args: argparse.Namespace) -> dict[str, Any]:
             rss_start = me.memory_info().rss
             me.cpu_percent(None)
             samples: list[tuple[float, float, int]] = []
+            consumed: list[tuple[float, int]] = []
 
             async def sample_process() -> None:
                 while True:
                     await asyncio.sleep(1.0)
-                    samples.append((me.cpu_percent(None), me.memory_info().rss / 2**20, len(me.connections("tcp"))))
+                    consumed.append((time.time(), consumer_metrics.events))
+                    samples.append((me.cpu_percent(None), me.memory_info().rss / 2**20, len(me.net_connections("tcp"))))
 
             sampler = asyncio.create_task(sample_process())
-            emitted = await emit(bus, settings.events_topic, execution_id, "acme", args.rate, args.seconds)
+            emitted: dict[str, Any] | None = None
+            consumed_when_emission_ended: int | None = None
+            if broker is None:  # the memory bus lives in this process, so the emitter must too
+                emitted = await emit(bus, settings.events_topic, execution_id, "acme", args.rate, args.seconds)
+                consumed_when_emission_ended = consumer_metrics.events
             await client.wait()
             sampler.cancel()
             received = json.loads(await asyncio.to_thread(out.read_text))
+            if emitted is None:
+                emitted = received.pop("emitter")
+                ended = emitted["ended_at"]
+                consumed_when_emission_ended = next((n for at, n in consumed if at >= ended), None)
         stop.set()
         await consumer
         store.close()
@@ -241,6 +275,12 @@ async def server(args: argparse.Namespace) -> dict[str, Any]:
         "subscribers": args.subscribers,
         "consumer_poll_ms": args.poll_ms,
         "emitter": emitted,
+        "emitter_process": "the API's"
+        if broker is None
+        else "the client process (a separate process, like an executor)",
+        "consumer_lag_events_when_emission_ended": None
+        if consumed_when_emission_ended is None
+        else emitted["events"] - consumed_when_emission_ended,
         "client": received,
         "api_process": {
             "what": "one process: API (uvicorn) + live hub + consumer + chDB + emitter; clients in another",
@@ -336,6 +376,13 @@ async def client(args: argparse.Namespace) -> None:
     await asyncio.sleep(1.0)
     Path(args.out).with_suffix(".ready").write_text("ready")
     pinger = asyncio.create_task(health())
+    emitted: dict[str, Any] | None = None
+    if args.bootstrap:
+        from spanline.bus.kafka import KafkaBus
+
+        bus = KafkaBus(args.bootstrap)
+        emitted = await emit(bus, args.topic, uuid.UUID(args.execution), "acme", args.rate, args.emit_seconds)
+        await bus.close()
     done, pending = await asyncio.wait(readers, timeout=args.seconds)
     for task in pending:
         task.cancel()
@@ -353,6 +400,8 @@ async def client(args: argparse.Namespace) -> None:
         "events_received_total": sum(counts),
         "reader_errors": errors[:5],
     }
+    if emitted is not None:
+        result["emitter"] = emitted
     await asyncio.to_thread(Path(args.out).write_text, json.dumps(result))
 
 
@@ -367,6 +416,10 @@ if __name__ == "__main__":
     runner.add_argument("--sample-every", type=int, default=1)
     runner.add_argument("--seconds", type=float, default=90)
     runner.add_argument("--out", required=True)
+    runner.add_argument("--bootstrap", default=None, help="emit from this process onto this Kafka")
+    runner.add_argument("--topic", default=None)
+    runner.add_argument("--rate", type=int, default=1000)
+    runner.add_argument("--emit-seconds", type=float, default=30)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--subscribers", type=int, default=1)
     parser.add_argument("--sample-every", type=int, default=10, help="every n'th client parses every timestamp")
