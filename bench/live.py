@@ -283,7 +283,9 @@ async def server(args: argparse.Namespace) -> dict[str, Any]:
         else emitted["events"] - consumed_when_emission_ended,
         "client": received,
         "api_process": {
-            "what": "one process: API (uvicorn) + live hub + consumer + chDB + emitter; clients in another",
+            "what": "one process: API (uvicorn) + live hub + consumer + chDB"
+            + (" + emitter" if broker is None else "")
+            + "; SSE clients in another",
             "cpu_percent_p50": round(sorted(cpu)[len(cpu) // 2], 1) if cpu else None,
             "cpu_percent_max": round(max(cpu), 1) if cpu else None,
             "rss_mb_start": round(rss_start / 2**20, 1),
