@@ -160,7 +160,8 @@ async def warm_up(bus: Any, topic: str, metrics: Any) -> None:
         await asyncio.sleep(0.05)
 
 
-async def server(args: argparse.Namespace) -> dict[str, Any]:
+async def server(args: argparse.Namespace) -> None:
+    """Runs the benchmark, writes its JSON and exits the process (see the end)."""
     from tests.kafka.broker import KafkaBroker
     from tests.live_server import serve
 
@@ -257,44 +258,49 @@ async def server(args: argparse.Namespace) -> dict[str, Any]:
             if emitted is None:
                 emitted = received.pop("emitter")
                 ended = emitted["ended_at"]
-                consumed_when_emission_ended = next((n for at, n in consumed if at >= ended), None)
-        stop.set()
-        await consumer
-        store.close()
-        await bus.close()
+                consumed_when_emission_ended = (
+                    min(consumed, key=lambda item: abs(item[0] - ended))[1] if consumed else None
+                )
+            cpu = [sample[0] for sample in samples]
+            rss = [sample[1] for sample in samples]
+            result = {
+                "benchmark": args.name,
+                "machine": facts,
+                "bus": "memory (in-process)" if args.memory_bus else "kafka (real broker on this machine)",
+                "rate_target_events_per_s": args.rate,
+                "subscribers": args.subscribers,
+                "consumer_poll_ms": args.poll_ms,
+                "consumer_still_running": not consumer.done(),
+                "emitter": emitted,
+                "emitter_process": "the API's"
+                if broker is None
+                else "the client process (a separate process, like an executor)",
+                "consumer_lag_events_when_emission_ended": None
+                if consumed_when_emission_ended is None
+                else emitted["events"] - consumed_when_emission_ended,
+                "client": received,
+                "api_process": {
+                    "what": "one process: API (uvicorn) + live hub + consumer + chDB"
+                    + (" + emitter" if broker is None else "")
+                    + "; SSE clients in another",
+                    "cpu_percent_p50": round(sorted(cpu)[len(cpu) // 2], 1) if cpu else None,
+                    "cpu_percent_max": round(max(cpu), 1) if cpu else None,
+                    "rss_mb_start": round(rss_start / 2**20, 1),
+                    "rss_mb_max": round(max(rss), 1) if rss else None,
+                    "rss_mb_end": round(rss[-1], 1) if rss else None,
+                    "rss_mb_series": [round(value) for value in rss],
+                },
+            }
+            write_result(args.name, result)
+            print(json.dumps({key: result[key] for key in ("emitter", "client", "api_process")}, indent=1), flush=True)
+            # uvicorn's graceful shutdown would first feed every stream's backlog to clients that are gone (minutes
+            # at 1,000 subscribers): stop the broker and leave now that the figures are written.
+            if broker is not None:
+                broker.close()
+            os._exit(0)
     finally:
         if broker is not None:
             broker.close()
-    cpu = [sample[0] for sample in samples]
-    rss = [sample[1] for sample in samples]
-    result = {
-        "benchmark": args.name,
-        "machine": facts,
-        "bus": "memory (in-process)" if args.memory_bus else "kafka (real broker on this machine)",
-        "rate_target_events_per_s": args.rate,
-        "subscribers": args.subscribers,
-        "consumer_poll_ms": args.poll_ms,
-        "emitter": emitted,
-        "emitter_process": "the API's"
-        if broker is None
-        else "the client process (a separate process, like an executor)",
-        "consumer_lag_events_when_emission_ended": None
-        if consumed_when_emission_ended is None
-        else emitted["events"] - consumed_when_emission_ended,
-        "client": received,
-        "api_process": {
-            "what": "one process: API (uvicorn) + live hub + consumer + chDB"
-            + (" + emitter" if broker is None else "")
-            + "; SSE clients in another",
-            "cpu_percent_p50": round(sorted(cpu)[len(cpu) // 2], 1) if cpu else None,
-            "cpu_percent_max": round(max(cpu), 1) if cpu else None,
-            "rss_mb_start": round(rss_start / 2**20, 1),
-            "rss_mb_max": round(max(rss), 1) if rss else None,
-            "rss_mb_end": round(rss[-1], 1) if rss else None,
-            "rss_mb_series": [round(value) for value in rss],
-        },
-    }
-    return result
 
 
 async def client(args: argparse.Namespace) -> None:
@@ -318,7 +324,7 @@ async def client(args: argparse.Namespace) -> None:
 
     async def probe(span_id: str, emitted: float) -> None:
         url = f"/v1/workflow-executions/{args.execution}/detail"
-        while True:
+        while time.time() < give_up_at:
             response = await http.get(url, params={"prev_span_id": span_id, "span_limit": 1})
             if response.status_code == 200:
                 visible_ms.append((time.time() - emitted) * 1000)
@@ -370,6 +376,7 @@ async def client(args: argparse.Namespace) -> None:
             health_ms.append((time.perf_counter() - began) * 1000)
             await asyncio.sleep(0.1)
 
+    give_up_at = time.time() + args.seconds
     readers = []
     for number in range(args.subscribers):
         readers.append(asyncio.create_task(reader(number)))
@@ -389,12 +396,13 @@ async def client(args: argparse.Namespace) -> None:
     for task in pending:
         task.cancel()
     pinger.cancel()
-    await asyncio.gather(*probes, return_exceptions=True)
+    await asyncio.gather(*probes, return_exceptions=True)  # each gives up at the deadline
     await http.aclose()
     errors = [repr(task.exception()) for task in done if task.exception() is not None]
     result = {
         "sse_emission_to_arrival_ms": percentiles(sse_ms),
         "detail_emission_to_visible_ms": percentiles(visible_ms),
+        "detail_probes_never_visible": len(probes) - len(visible_ms),
         "healthz_round_trip_ms": percentiles(health_ms),
         "subscribers_finished": sum(finished),
         "subscribers_still_open_at_timeout": len(pending),
@@ -433,6 +441,4 @@ if __name__ == "__main__":
     if args.command == "client":
         asyncio.run(client(args))
     else:
-        outcome = asyncio.run(server(args))
-        write_result(args.name, outcome)
-        print(json.dumps({key: outcome[key] for key in ("emitter", "client", "api_process")}, indent=1))
+        asyncio.run(server(args))
