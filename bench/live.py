@@ -28,8 +28,10 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -160,6 +162,74 @@ async def warm_up(bus: Any, topic: str, metrics: Any) -> None:
         await asyncio.sleep(0.05)
 
 
+def monitor_and_finish(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    broker: Any,
+    client: subprocess.Popen[bytes],
+    out: Path,
+    consumer: asyncio.Task[Any],
+    consumer_metrics: Any,
+    shared: dict[str, Any],
+) -> None:
+    """Sample the API process every second until the client process exits, then write the JSON and exit."""
+    me = psutil.Process()
+    rss_start = me.memory_info().rss
+    me.cpu_percent(None)
+    samples: list[tuple[float, float, int]] = []
+    consumed: list[tuple[float, int]] = []
+    while client.poll() is None:
+        time.sleep(1.0)
+        consumed.append((time.time(), consumer_metrics.events))
+        samples.append((me.cpu_percent(None), me.memory_info().rss / 2**20, len(me.net_connections("tcp"))))
+    received = json.loads(out.read_text())
+    if broker is None:
+        while "emitted" not in shared:
+            time.sleep(0.1)
+        emitted = shared["emitted"]
+        consumed_when_emission_ended = shared["consumed_when_emission_ended"]
+    else:
+        emitted = received.pop("emitter")
+        ended = emitted["ended_at"]
+        consumed_when_emission_ended = min(consumed, key=lambda item: abs(item[0] - ended))[1] if consumed else None
+    cpu = [sample[0] for sample in samples]
+    rss = [sample[1] for sample in samples]
+    result = {
+        "benchmark": args.name,
+        "machine": facts,
+        "bus": "memory (in-process)" if args.memory_bus else "kafka (real broker on this machine)",
+        "rate_target_events_per_s": args.rate,
+        "subscribers": args.subscribers,
+        "consumer_poll_ms": args.poll_ms,
+        "consumer_still_running": not consumer.done(),
+        "emitter": emitted,
+        "emitter_process": "the API's" if broker is None else "the client's (a separate process, like an executor)",
+        "consumer_lag_events_when_emission_ended": None
+        if consumed_when_emission_ended is None
+        else emitted["events"] - consumed_when_emission_ended,
+        "client": received,
+        "api_process": {
+            "what": "one process: API (uvicorn) + live hub + consumer + chDB"
+            + (" + emitter" if broker is None else "")
+            + "; SSE clients in another",
+            "cpu_percent_p50": round(sorted(cpu)[len(cpu) // 2], 1) if cpu else None,
+            "cpu_percent_max": round(max(cpu), 1) if cpu else None,
+            "rss_mb_start": round(rss_start / 2**20, 1),
+            "rss_mb_max": round(max(rss), 1) if rss else None,
+            "rss_mb_end": round(rss[-1], 1) if rss else None,
+            "rss_mb_series": [round(value) for value in rss],
+            "tcp_connections_max": max((sample[2] for sample in samples), default=0),
+        },
+    }
+    write_result(args.name, result)
+    print(json.dumps({key: result[key] for key in ("emitter", "client", "api_process")}, indent=1), flush=True)
+    # uvicorn's graceful shutdown would first feed every stream's backlog to clients that are gone (minutes at
+    # 1,000 subscribers): stop the broker and leave now that the figures are written.
+    if broker is not None:
+        broker.close()
+    os._exit(0)
+
+
 async def server(args: argparse.Namespace) -> None:
     """Runs the benchmark, writes its JSON and exits the process (see the end)."""
     from tests.kafka.broker import KafkaBroker
@@ -202,102 +272,54 @@ async def server(args: argparse.Namespace) -> None:
         )
         execution_id = uuid.uuid4()
         await warm_up(bus, settings.events_topic, consumer_metrics)
-        me = psutil.Process()
         async with serve(create_app(settings, store=store, bus=bus)) as base_url:
             out = Path(tempfile.mkstemp(prefix="live-client-", suffix=".json")[1])
-            client = await asyncio.create_subprocess_exec(
-                sys.executable,
-                __file__,
-                "client",
-                "--url",
-                base_url,
-                "--key",
-                key,
-                "--execution",
-                str(execution_id),
-                "--subscribers",
-                str(args.subscribers),
-                "--sample-every",
-                str(args.sample_every),
-                "--seconds",
-                str(args.seconds + 60),
-                "--out",
-                str(out),
-                *([] if broker is None else ["--bootstrap", broker.bootstrap, "--topic", settings.events_topic]),
-                "--rate",
-                str(args.rate),
-                "--emit-seconds",
-                str(args.seconds),
+            client = subprocess.Popen(  # noqa: ASYNC220 - started once; waited for by the monitor thread
+                [
+                    sys.executable,
+                    __file__,
+                    "client",
+                    "--url",
+                    base_url,
+                    "--key",
+                    key,
+                    "--execution",
+                    str(execution_id),
+                    "--subscribers",
+                    str(args.subscribers),
+                    "--sample-every",
+                    str(args.sample_every),
+                    "--seconds",
+                    str(args.seconds + 60),
+                    "--out",
+                    str(out),
+                    *([] if broker is None else ["--bootstrap", broker.bootstrap, "--topic", settings.events_topic]),
+                    "--rate",
+                    str(args.rate),
+                    "--emit-seconds",
+                    str(args.seconds),
+                ],
                 env=os.environ.copy(),
             )
             ready = out.with_suffix(".ready")
             while not ready.exists():
-                if client.returncode is not None:
+                if client.poll() is not None:
                     raise RuntimeError("the client process exited before connecting")
                 await asyncio.sleep(0.1)
-            rss_start = me.memory_info().rss
-            me.cpu_percent(None)
-            samples: list[tuple[float, float, int]] = []
-            consumed: list[tuple[float, int]] = []
-
-            async def sample_process() -> None:
-                while True:
-                    await asyncio.sleep(1.0)
-                    consumed.append((time.time(), consumer_metrics.events))
-                    samples.append((me.cpu_percent(None), me.memory_info().rss / 2**20, len(me.net_connections("tcp"))))
-
-            sampler = asyncio.create_task(sample_process())
-            emitted: dict[str, Any] | None = None
-            consumed_when_emission_ended: int | None = None
+            shared: dict[str, Any] = {}
+            # The monitor is a thread, not a task: at 1,000 subscribers the event loop is saturated for minutes
+            # (it keeps feeding streams whose clients have gone), and the figures must not wait for it.
+            monitor = threading.Thread(
+                target=monitor_and_finish,
+                args=(args, facts, broker, client, out, consumer, consumer_metrics, shared),
+                daemon=True,
+            )
+            monitor.start()
             if broker is None:  # the memory bus lives in this process, so the emitter must too
                 emitted = await emit(bus, settings.events_topic, execution_id, "acme", args.rate, args.seconds)
-                consumed_when_emission_ended = consumer_metrics.events
-            await client.wait()
-            sampler.cancel()
-            received = json.loads(await asyncio.to_thread(out.read_text))
-            if emitted is None:
-                emitted = received.pop("emitter")
-                ended = emitted["ended_at"]
-                consumed_when_emission_ended = (
-                    min(consumed, key=lambda item: abs(item[0] - ended))[1] if consumed else None
-                )
-            cpu = [sample[0] for sample in samples]
-            rss = [sample[1] for sample in samples]
-            result = {
-                "benchmark": args.name,
-                "machine": facts,
-                "bus": "memory (in-process)" if args.memory_bus else "kafka (real broker on this machine)",
-                "rate_target_events_per_s": args.rate,
-                "subscribers": args.subscribers,
-                "consumer_poll_ms": args.poll_ms,
-                "consumer_still_running": not consumer.done(),
-                "emitter": emitted,
-                "emitter_process": "the API's"
-                if broker is None
-                else "the client process (a separate process, like an executor)",
-                "consumer_lag_events_when_emission_ended": None
-                if consumed_when_emission_ended is None
-                else emitted["events"] - consumed_when_emission_ended,
-                "client": received,
-                "api_process": {
-                    "what": "one process: API (uvicorn) + live hub + consumer + chDB"
-                    + (" + emitter" if broker is None else "")
-                    + "; SSE clients in another",
-                    "cpu_percent_p50": round(sorted(cpu)[len(cpu) // 2], 1) if cpu else None,
-                    "cpu_percent_max": round(max(cpu), 1) if cpu else None,
-                    "rss_mb_start": round(rss_start / 2**20, 1),
-                    "rss_mb_max": round(max(rss), 1) if rss else None,
-                    "rss_mb_end": round(rss[-1], 1) if rss else None,
-                    "rss_mb_series": [round(value) for value in rss],
-                },
-            }
-            write_result(args.name, result)
-            print(json.dumps({key: result[key] for key in ("emitter", "client", "api_process")}, indent=1), flush=True)
-            # uvicorn's graceful shutdown would first feed every stream's backlog to clients that are gone (minutes
-            # at 1,000 subscribers): stop the broker and leave now that the figures are written.
-            if broker is not None:
-                broker.close()
-            os._exit(0)
+                shared["consumed_when_emission_ended"] = consumer_metrics.events
+                shared["emitted"] = emitted
+            await asyncio.Event().wait()  # the monitor thread writes the figures and exits the process
     finally:
         if broker is not None:
             broker.close()
