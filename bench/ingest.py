@@ -11,7 +11,9 @@ Kafka 4.x broker (tests/kafka/broker.py, on this machine), then:
 3. limit_insert: the rows of the first --sample events, already decoded and built in consumer-sized batches,
    inserted into a fresh database of the same chDB (4 column-oriented inserts per batch, nothing else).
    limit_writer: the same rows through the consumer's writer (inserts + derivations), the store's whole
-   share of the pipeline.
+   share of the pipeline; writer_on_full_tables: those rows once more through the writer into the
+   pipeline's own database (all N events already stored; writes are idempotent), to show how the
+   derivations' cost grows with what is stored.
 
 efficiency = pipeline rate / min(limit_consume, limit_insert), as issue 6 defines it; efficiency_vs_writer
 uses the writer limit instead. All three compete for the same 2 cores as the broker.
@@ -120,8 +122,10 @@ async def store_limits(dsn: str, schemas: Any, messages: list[BusMessage], batch
         built.append(build_rows([item for item in decoded if isinstance(item, AcceptedEvent)]))
     build_s = time.perf_counter() - build_began
     out: dict[str, Any] = {"events": len(messages), "decode_and_build_rows_s": round(build_s, 2)}
-    for name in ("limit_insert", "limit_writer"):
-        database = f"{name}_{uuid.uuid4().hex[:6]}"
+    for name in ("limit_insert", "limit_writer", "writer_on_full_tables"):
+        # the last: the same rows written again into the pipeline's database (all N events stored): every
+        # write is idempotent, so this times the writer when its derivations run against full tables
+        database = "pipeline" if name == "writer_on_full_tables" else f"{name}_{uuid.uuid4().hex[:6]}"
         store = Store(f"{dsn}?database={database}", threads=4)
         await store.run(lambda client: apply_migrations(client, schemas))
         writer = EventBatchWriter(store)
