@@ -8,7 +8,7 @@ each depth (0 %, 10 %, ..., 100 % of the pages) it times, interleaved over --rou
 
 - api_keyset: GET /v1/workflow-executions/{id}/detail?span_limit=L&prev_span_id=<last span of the page before>
   (the whole request: auth, header, cursor lookup, page, span events, JSON);
-- sql_keyset: the page query alone (`execution_reads._PAGE` with the cursor condition);
+- sql_keyset: the page-order query alone (`execution_reads._PAGE_ORDER` on `span_order`, with the cursor condition);
 - sql_offset: the same ORDER BY with `LIMIT L OFFSET k*L` in SQL.
 
 The ratio last/first of each is the figure (a ratio, so the shared machine's noise cancels).
@@ -44,8 +44,14 @@ from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 
 DEPTHS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-_OFFSET_PAGE = execution_reads._PAGE.replace("{after}", "") + "OFFSET {offset:UInt64}\n"
-_KEYSET_PAGE = execution_reads._PAGE.replace("{after}", execution_reads._AFTER)
+# OFFSET baseline: the same page order, fetched from the spans table itself with LIMIT/OFFSET.
+_OFFSET_PAGE = """
+SELECT span_id FROM spans FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID}
+ORDER BY start_ts, toString(span_id)
+LIMIT {limit:UInt32} OFFSET {offset:UInt64}
+"""
+_KEYSET_PAGE = execution_reads._PAGE_ORDER.replace("{after}", execution_reads._AFTER)
 
 
 async def timed(work: Any) -> float:
@@ -133,7 +139,7 @@ async def main(spans: int, rounds: int) -> dict[str, Any]:
                             _KEYSET_PAGE, {**scope, "limit": limit, "cursor_ts": cursor_ts, "cursor_span": cursor_span}
                         )
                     else:
-                        keyset = store.query(execution_reads._PAGE.replace("{after}", ""), {**scope, "limit": limit})
+                        keyset = store.query(execution_reads._PAGE_ORDER.replace("{after}", ""), {**scope, "limit": limit})
                     samples["sql_keyset"][index].append(await timed(keyset))
                     offset = store.query(_OFFSET_PAGE, {**scope, "limit": limit, "offset": index * limit})
                     samples["sql_offset"][index].append(await timed(offset))
