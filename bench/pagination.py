@@ -139,7 +139,8 @@ async def main(spans: int, rounds: int) -> dict[str, Any]:
                             _KEYSET_PAGE, {**scope, "limit": limit, "cursor_ts": cursor_ts, "cursor_span": cursor_span}
                         )
                     else:
-                        keyset = store.query(execution_reads._PAGE_ORDER.replace("{after}", ""), {**scope, "limit": limit})
+                        first_page = execution_reads._PAGE_ORDER.replace("{after}", "")
+                        keyset = store.query(first_page, {**scope, "limit": limit})
                     samples["sql_keyset"][index].append(await timed(keyset))
                     offset = store.query(_OFFSET_PAGE, {**scope, "limit": limit, "offset": index * limit})
                     samples["sql_offset"][index].append(await timed(offset))
