@@ -195,3 +195,20 @@ def test_a_slow_subscriber_is_dropped_not_buffered_without_bound() -> None:
     assert subscription.overflowed and subscription.closed
     subscription.offer(item)
     assert subscription.queue.qsize() == 4  # three events and the end marker, nothing more
+
+
+def test_the_joiner_sends_each_event_once_and_remembers_a_bounded_window() -> None:
+    from spanline.api.routes.stream import _Joiner, _RecentIds
+
+    execution_id = uuid.uuid4()
+    joiner = _Joiner(execution_id, -1, ("workflow.", "node."))
+    assert joiner.take(5, "node.execution.initiated", "{}", "e1", "s1") is not None
+    assert joiner.take(5, "node.execution.initiated", "{}", "e1", "s1") is None  # same offset again
+    assert joiner.take(9, "node.execution.initiated", "{}", "e1", "s1") is None  # produced twice: later offset
+    assert joiner.take(3, "node.execution.fulfilled", "{}", "e2", "s1") is None  # behind the last offset sent
+    message = joiner.take(12, "workflow.execution.fulfilled", "{}", "e3", str(execution_id))
+    assert message == {"id": "12", "event": "workflow.execution.fulfilled", "data": "{}"} and joiner.finished
+    window = _RecentIds(capacity=3)
+    for event_id in ("a", "b", "c", "d"):
+        window.add(event_id)
+    assert "a" not in window and all(event_id in window for event_id in ("b", "c", "d"))

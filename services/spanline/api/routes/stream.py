@@ -6,11 +6,12 @@ The `id:` of each message is the event's Kafka offset: an execution's events all
 stored history (ClickHouse keeps each event's offset) and the live feed carry. Joining is then exact:
 subscribe to the live feed first (it hands over its recent buffer), read the history after the resume
 point, send it, then send live events past the last offset sent. An event produced twice (same id) is
-sent once.
+sent once when its copy comes within the last 10,000 events of the stream.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Annotated, Final
 from uuid import UUID
@@ -55,6 +56,25 @@ def _resume_point(header: str | None, query: int | None) -> int:
         raise HTTPException(422, "Last-Event-ID must be an id this API sent") from exc
 
 
+class _RecentIds:
+    """The last `capacity` event ids sent: a copy produced twice follows its original closely, so a bounded
+    window catches it while a long stream's memory stays flat."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._capacity = capacity
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        self._order.append(event_id)
+        self._ids.add(event_id)
+        if len(self._order) > self._capacity:
+            self._ids.discard(self._order.popleft())
+
+
 class _Joiner:
     """Sends each event once, in offset order, from the history and then the live feed."""
 
@@ -62,7 +82,7 @@ class _Joiner:
         self.execution_id = execution_id
         self.last_offset = after
         self.prefixes = prefixes
-        self.sent_ids: set[str] = set()
+        self.sent_ids = _RecentIds()
         self.finished = False
 
     def take(self, offset: int, name: str, payload: str, event_id: str, span_id: str) -> dict[str, str] | None:
