@@ -20,12 +20,10 @@ from spanline.api.app import create_app
 from spanline.bus.interface import ORG_HEADER, BusMessage
 from spanline.bus.memory import MemoryBus
 from spanline.bus.partitioning import partition_for_key
-from spanline.consumer.decode import AcceptedEvent, decode_message
-from spanline.consumer.rows import build_rows
-from spanline.consumer.writer import EventBatchWriter
 from spanline.core.config import Settings
 from spanline.store.store import Store
 from tests.consumer_events import Execution, generate_execution
+from tests.store_ingest import write_messages
 
 PARTITIONS = 4
 DEFAULT_ORG = "default"
@@ -58,15 +56,7 @@ async def ingest(store: Store, executions: Sequence[Execution], *, batches: int 
         for payload in execution.payloads():
             messages.append(BusMessage("spanline.events", partition, offsets[partition], key, payload, headers, 0))
             offsets[partition] += 1
-    writer = EventBatchWriter(store)
-    size = max(1, -(-len(messages) // batches))
-    for position in range(0, len(messages), size):
-        decoded = [
-            decode_message(m, default_org=DEFAULT_ORG, max_bytes=1 << 20) for m in messages[position : position + size]
-        ]
-        accepted = [item for item in decoded if isinstance(item, AcceptedEvent)]
-        assert len(accepted) == len(decoded), "the generator made an event the consumer refuses"
-        await writer.write(build_rows(accepted))
+    await write_messages(store, messages, batch_size=max(1, -(-len(messages) // batches)), default_org=DEFAULT_ORG)
 
 
 @dataclass(frozen=True, slots=True)
