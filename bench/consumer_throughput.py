@@ -82,6 +82,7 @@ async def main(events: int, batch: int, kafka: str | None) -> dict[str, object]:
         "events_per_s": round(produced / elapsed),
         "rows_written": metrics.rows_written,
         "batches": metrics.batches,
+        "stage_seconds": {stage: round(seconds, 2) for stage, seconds in metrics.stage_seconds.items()},
         "batch_max_records": batch,
         "bus": "kafka" if kafka else "memory",
         "cpus": os.cpu_count(),

@@ -1,5 +1,6 @@
 """The poll loop end to end on a bus and chDB: bad input goes to the DLQ with its reason while the good
-events of its batch land; a ClickHouse outage commits nothing early and loses nothing."""
+events of its batch land; a ClickHouse outage commits nothing early and loses nothing; run totals are
+derived for many batches at once and their offsets committed only after."""
 
 from __future__ import annotations
 
@@ -158,7 +159,8 @@ class FlakyStore(Store):
 
 
 class CheckingMemoryBus(MemoryBus):
-    """Checks at every commit that each committed offset's event is already in ClickHouse."""
+    """Checks at every commit that each committed offset's event is already in ClickHouse, and its run
+    derived."""
 
     def __init__(self, dsn: str) -> None:
         super().__init__(default_partitions=3)
@@ -173,6 +175,13 @@ class CheckingMemoryBus(MemoryBus):
                 parameters={"p": tp.partition, "o": offset},
             ).result_rows[0][0]
             assert written == offset, f"committed {tp} up to {offset} with only {written} events written"
+            underived = self._client.query(
+                "SELECT count() FROM (SELECT DISTINCT org, execution_id FROM events "
+                "WHERE kafka_partition = {p:UInt32} AND kafka_offset < {o:UInt64}) "
+                "WHERE (org, execution_id) NOT IN (SELECT org, execution_id FROM executions)",
+                parameters={"p": tp.partition, "o": offset},
+            ).result_rows[0][0]
+            assert underived == 0, f"committed {tp} up to {offset} before {underived} runs were derived"
         self.commits.append(dict(offsets))
         super().commit(group_id, offsets)
 
@@ -180,7 +189,7 @@ class CheckingMemoryBus(MemoryBus):
 async def test_clickhouse_outage_commits_nothing_early_and_loses_nothing(
     store: Store, settings: Settings, clickhouse_dsn: str
 ) -> None:
-    settings = isolated(settings, consumer_max_records=500)
+    settings = isolated(settings, consumer_max_records=500, consumer_derive_interval_ms=0)  # commit per batch
     bus = CheckingMemoryBus(clickhouse_dsn)
     executions = [generate_execution(random.Random(100 + seed)) for seed in range(60)]
     await produce(bus, settings.events_topic, executions)
@@ -211,6 +220,35 @@ async def test_clickhouse_outage_commits_nothing_early_and_loses_nothing(
     flaky.close()
     assert flaky.failures >= 4
     assert len(bus.commits) > 1
+    assert normalise_totals(await totals(store)) == normalise_totals(expected_totals(executions))
+
+
+async def test_run_totals_are_derived_once_for_many_batches_and_commits_wait_for_them(
+    store: Store, settings: Settings, clickhouse_dsn: str
+) -> None:
+    # An interval longer than the test: the pending derivation happens when the topic is drained.
+    settings = isolated(settings, consumer_max_records=100, consumer_derive_interval_ms=60_000)
+    bus = CheckingMemoryBus(clickhouse_dsn)
+    executions = [generate_execution(random.Random(500 + seed)) for seed in range(20)]
+    await produce(bus, settings.events_topic, executions)
+    metrics = ConsumerMetrics()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stop))
+    ends = {
+        TopicPartition(settings.events_topic, p): end for p, end in enumerate(bus.end_offsets(settings.events_topic))
+    }
+
+    async def caught_up() -> bool:
+        assert not task.done(), task.exception()
+        return bus.committed(settings.consumer_group) == ends
+
+    await wait_for(caught_up, "all offsets committed")
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    produced = sum(len(execution.events) for execution in executions)
+    assert metrics.batches >= produced // 100 > 1  # many batches were written ...
+    assert len(bus.commits) < metrics.batches  # ... and derived and committed in fewer, larger steps
+    assert set(metrics.stage_seconds) == {"insert", "derive_spans", "derive_executions", "derive_rollups"}
     assert normalise_totals(await totals(store)) == normalise_totals(expected_totals(executions))
 
 

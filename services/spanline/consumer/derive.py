@@ -11,13 +11,12 @@ and crashes between the steps change nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
-from uuid import UUID
 
 from spanline.consumer.rows import BucketKey, ExecutionKey, SpanKey
 
-# Literal key lists can be long (one tuple per touched span).
+# Key lists are long string literals (one line per touched span).
 QUERY_SETTINGS: Final[dict[str, Any]] = {"max_query_size": 256 * 1024 * 1024}
 
 _SPAN_STATE: Final = """
@@ -92,26 +91,36 @@ GROUP BY org, minute, workflow_id, model, provider, kafka_partition
 """
 
 
-def _string(value: str) -> str:
+def _sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _uuid(value: UUID) -> str:
-    # A plain literal: ClickHouse converts IN-list strings to the column type; toUUID() calls cost ~0.5 ms each.
-    return f"'{value}'"
+def _tsv_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _minute(value: datetime) -> str:
-    return f"toDateTime({int(value.timestamp())}, 'UTC')"
+def _key_rows(structure: str, rows: Iterable[str]) -> str:
+    """A key list as a subquery over one string literal parsed by the TSV reader: a literal list of
+    5,000 tuples cost ~300 ms of SQL parsing and analysis per statement, this ~20 ms."""
+    return f"SELECT * FROM format(TSV, {_sql_string(structure)}, {_sql_string(chr(10).join(rows))})"
 
 
 def span_keys(keys: Iterable[SpanKey]) -> str:
-    return ", ".join(f"({_string(org)}, {_uuid(e)}, {_uuid(s)})" for org, e, s in keys)
+    return _key_rows(
+        "org String, execution_id UUID, span_id UUID", (f"{_tsv_field(org)}\t{e}\t{s}" for org, e, s in keys)
+    )
 
 
 def execution_keys(keys: Iterable[ExecutionKey]) -> str:
-    return ", ".join(f"({_string(org)}, {_uuid(e)})" for org, e in keys)
+    return _key_rows("org String, execution_id UUID", (f"{_tsv_field(org)}\t{e}" for org, e in keys))
 
 
 def bucket_keys(keys: Iterable[BucketKey]) -> str:
-    return ", ".join(f"(toUInt32({p}), {_string(org)}, {_minute(m)})" for p, org, m in keys)
+    return _key_rows(
+        "kafka_partition UInt32, org String, minute DateTime('UTC')",
+        (f"{p}\t{_tsv_field(org)}\t{_minute(m)}" for p, org, m in keys),
+    )
+
+
+def _minute(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -2,23 +2,29 @@
 then commit. A stop request (SIGTERM) lets the batch in hand finish and commit before the loop ends.
 
 Batches are pipelined one deep: while batch n is written (ClickHouse work on the store's threads), batch
-n+1 is fetched and decoded on the event loop. Writes and commits still happen one batch at a time, in
-order, so a commit never covers a batch that is not written."""
+n+1 is fetched and decoded (on a worker thread, so an event loop shared with the API keeps answering).
+Writes and commits still happen one batch at a time, in order.
+
+Each batch's events and spans are written at once; the run totals and usage rollups it touched are
+re-derived at most every `derive_interval_s` for all the batches since the last time (a long run costs
+a whole-run aggregation per derivation, so deriving it per 50 ms batch made the consumer trail the run).
+The offsets of those batches are committed only after that derivation, so a crash in between re-reads
+and re-derives them: a commit never covers a batch whose derived rows are not written."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from spanline.bus.interface import BusConsumer, BusMessage
+from spanline.bus.interface import BusConsumer, BusMessage, TopicPartition
 from spanline.consumer.decode import AcceptedEvent, RejectedMessage, decode_message
 from spanline.consumer.dlq import DeadLetterPublisher
 from spanline.consumer.metrics import ConsumerMetrics
 from spanline.consumer.offsets import next_offsets
-from spanline.consumer.rows import BatchRows, build_rows
-from spanline.consumer.writer import BatchWriter, retry_until_done
+from spanline.consumer.rows import BatchRows, BucketKey, ExecutionKey, build_rows
+from spanline.consumer.writer import BatchWriter, retry_until_done, touched_executions
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,7 @@ class LoopOptions:
     max_records: int = 10_000
     poll_ms: int = 500
     log_interval_s: float = 10.0
+    derive_interval_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,39 @@ class PreparedBatch:
     rows: BatchRows
     accepted: int
     rejected: list[RejectedMessage]
+
+
+@dataclass(slots=True)
+class PendingTotals:
+    """Batches written whose run totals and rollups are not derived yet, and the offsets waiting on them."""
+
+    executions: set[ExecutionKey] = field(default_factory=set)
+    buckets: set[BucketKey] = field(default_factory=set)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    since: float | None = None
+    events: int = 0
+    rows: int = 0
+    rejected: int = 0
+    batches: int = 0
+
+    def add(self, prepared: PreparedBatch) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+        self.executions |= touched_executions(prepared.rows)
+        self.buckets |= prepared.rows.buckets
+        for tp, offset in next_offsets(prepared.messages).items():
+            self.offsets[tp] = max(offset, self.offsets.get(tp, -1))
+        self.events += prepared.accepted
+        self.rows += prepared.rows.row_count
+        self.rejected += len(prepared.rejected)
+        self.batches += 1
+
+    def due(self, interval_s: float) -> bool:
+        return self.since is not None and time.monotonic() - self.since >= interval_s
+
+    @property
+    def empty(self) -> bool:
+        return self.since is None
 
 
 class ConsumerLoop:
@@ -55,6 +95,7 @@ class ConsumerLoop:
         self._options = options
         self.metrics = metrics or ConsumerMetrics()
         self.stopping = asyncio.Event()
+        self._pending = PendingTotals()
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -68,22 +109,28 @@ class ConsumerLoop:
                     max_records=self._options.max_records, timeout_ms=self._options.poll_ms
                 )
                 if batch:
-                    prepared = self.prepare(batch)
+                    prepared = await asyncio.to_thread(self.prepare, batch)
                     if in_flight is not None:
                         await in_flight
                     in_flight = asyncio.create_task(self.finish(prepared))
-                elif in_flight is not None and in_flight.done():
-                    await in_flight
-                    in_flight = None
+                else:
+                    if in_flight is not None and in_flight.done():
+                        await in_flight
+                        in_flight = None
+                    if in_flight is None:
+                        await self.flush()  # idle: nothing more to batch the derivation with
                 if time.monotonic() >= next_log:
                     next_log = time.monotonic() + self._options.log_interval_s
                     self._log_progress()
         finally:
             if in_flight is not None:
                 await in_flight
+        await self.flush()
 
     async def process(self, batch: list[BusMessage]) -> None:
+        """One batch written, derived and committed before returning."""
         await self.finish(self.prepare(batch))
+        await self.flush()
 
     def prepare(self, batch: list[BusMessage]) -> PreparedBatch:
         accepted: list[AcceptedEvent] = []
@@ -99,11 +146,8 @@ class ConsumerLoop:
         return PreparedBatch(batch, build_rows(accepted), len(accepted), rejected)
 
     async def finish(self, prepared: PreparedBatch) -> None:
-        batch, rows, rejected = prepared.messages, prepared.rows, prepared.rejected
-
-        def count_retry() -> None:
-            self.metrics.write_retries += 1
-
+        """Dead-letter and write the batch; derive and commit if the pending derivation is due."""
+        rows, rejected = prepared.rows, prepared.rejected
         if rejected:
             for item in rejected:
                 log.warning(
@@ -114,24 +158,47 @@ class ConsumerLoop:
                 lambda: self._dead_letters.publish(rejected),
                 what="publishing to the DLQ",
                 stopping=self.stopping,
-                on_retry=count_retry,
+                on_retry=self._count_retry,
             )
         await retry_until_done(
-            lambda: self._writer.write(rows), what="writing a batch", stopping=self.stopping, on_retry=count_retry
+            lambda: self._writer.write_events(rows),
+            what="writing a batch",
+            stopping=self.stopping,
+            on_retry=self._count_retry,
         )
-        offsets = next_offsets(batch)
+        self._pending.add(prepared)
+        if self.stopping.is_set() or self._pending.due(self._options.derive_interval_s):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Derive the pending runs and buckets, then commit the offsets of the batches they came from."""
+        if self._pending.empty:
+            return
+        pending = self._pending
+        await retry_until_done(
+            lambda: self._writer.derive_totals(pending.executions, pending.buckets),
+            what="deriving run totals and rollups",
+            stopping=self.stopping,
+            on_retry=self._count_retry,
+        )
+        self._pending = PendingTotals()
         try:
-            await self._consumer.commit(offsets)
+            await self._consumer.commit(pending.offsets)
         except Exception as exc:  # a rebalance took the partitions; the new owner re-reads, writes are idempotent
             self.metrics.commit_failures += 1
             log.warning("commit failed (%s: %s); the batch will be re-read and re-written", type(exc).__name__, exc)
         else:
-            self.metrics.committed.update(offsets)
-        for tp, position in offsets.items():
+            self.metrics.committed.update(pending.offsets)
+        for tp, position in pending.offsets.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 self.metrics.lag[tp] = max(highwater - position, 0)
-        self.metrics.batch_done(events=prepared.accepted, rows=rows.row_count, rejected=len(rejected))
+        self.metrics.batch_done(
+            events=pending.events, rows=pending.rows, rejected=pending.rejected, batches=pending.batches
+        )
+
+    def _count_retry(self) -> None:
+        self.metrics.write_retries += 1
 
     def _log_progress(self) -> None:
         m = self.metrics

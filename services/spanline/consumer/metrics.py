@@ -21,16 +21,23 @@ class ConsumerMetrics:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     lag: dict[TopicPartition, int] = field(default_factory=dict)
     last_batch_at: float | None = None
+    # Wall seconds spent per write stage (insert, derive_spans, derive_executions, derive_rollups): where a
+    # batch's time goes, for the log line, /metrics and the benchmarks.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     _window_start: float = field(default_factory=time.monotonic)
     _window_events: int = 0
 
-    def batch_done(self, *, events: int, rows: int, rejected: int) -> None:
+    def batch_done(self, *, events: int, rows: int, rejected: int, batches: int = 1) -> None:
+        """Count batches once they are written, derived and committed."""
         self.events += events
         self.rows_written += rows
         self.dlq += rejected
-        self.batches += 1
+        self.batches += batches
         self._window_events += events + rejected
         self.last_batch_at = time.monotonic()
+
+    def add_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     @property
     def total_lag(self) -> int:
@@ -53,5 +60,6 @@ class ConsumerMetrics:
             "commit_failures": self.commit_failures,
             "lag": {f"{tp.topic}/{tp.partition}": lag for tp, lag in sorted(self.lag.items(), key=str)},
             "total_lag": self.total_lag,
+            "stage_seconds": {stage: round(seconds, 3) for stage, seconds in sorted(self.stage_seconds.items())},
             "uptime_s": round(time.monotonic() - self.started_at, 3),
         }

@@ -12,9 +12,10 @@ from spanline.bus.interface import BusMessage, TopicPartition
 
 
 def next_offsets(messages: Iterable[BusMessage]) -> dict[TopicPartition, int]:
-    offsets: dict[TopicPartition, int] = {}
+    # One TopicPartition per partition, not per message (it showed in ingest profiles).
+    highest: dict[tuple[str, int], int] = {}
     for message in messages:
-        tp = TopicPartition(message.topic, message.partition)
-        if message.offset + 1 > offsets.get(tp, -1):
-            offsets[tp] = message.offset + 1
-    return offsets
+        key = (message.topic, message.partition)
+        if message.offset > highest.get(key, -1):
+            highest[key] = message.offset
+    return {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in highest.items()}

@@ -34,6 +34,7 @@ def loop_options(settings: Settings) -> LoopOptions:
         max_event_bytes=settings.max_event_bytes,
         max_records=settings.consumer_max_records,
         poll_ms=settings.consumer_poll_ms,
+        derive_interval_s=settings.consumer_derive_interval_ms / 1000,
         log_interval_s=settings.consumer_log_interval_s,
     )
 
@@ -51,9 +52,10 @@ async def run_consumer(
     producer = bus.producer()
     await producer.start()
     await consumer.start()
+    metrics = metrics or ConsumerMetrics()
     loop = ConsumerLoop(
         consumer,
-        EventBatchWriter(store),
+        EventBatchWriter(store, on_stage=metrics.add_stage),
         DeadLetterPublisher(producer, settings.dlq_topic),
         loop_options(settings),
         metrics,

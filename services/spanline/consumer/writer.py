@@ -1,14 +1,16 @@
 """Writes a batch's rows to ClickHouse in a few large column-oriented inserts, then re-derives the
-spans, runs and rollup buckets the batch touched. Every step is idempotent, so a failed write is simply
-retried whole (with backoff) and a batch replayed after a crash lands the same."""
+spans, runs and rollup buckets the batch touched (the last two possibly for several batches at once).
+Every step is idempotent, so a failed write is simply retried whole (with backoff) and a batch replayed
+after a crash lands the same."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, Final, Protocol, TypeVar
 
 from spanline.consumer import derive
@@ -18,6 +20,8 @@ from spanline.consumer.rows import (
     USAGE_BY_MINUTE_COLUMNS,
     USAGE_COLUMNS,
     BatchRows,
+    BucketKey,
+    ExecutionKey,
     Row,
 )
 from spanline.store.store import Store
@@ -29,28 +33,63 @@ _KEYS_PER_STATEMENT: Final = 5_000
 
 
 class BatchWriter(Protocol):
-    async def write(self, rows: BatchRows) -> None: ...
+    async def write_events(self, rows: BatchRows) -> None: ...
+
+    async def derive_totals(self, executions: Collection[ExecutionKey], buckets: Collection[BucketKey]) -> None: ...
+
+
+StageTimer = Callable[[str, float], None]
 
 
 class EventBatchWriter:
-    def __init__(self, store: Store) -> None:
+    """`write_events` lands a batch's per-event rows and re-derives its spans; `derive_totals` re-derives
+    runs and rollup buckets, which the loop may do for several batches at once (their cost grows with the
+    run or the minute, not with the batch)."""
+
+    def __init__(self, store: Store, on_stage: StageTimer | None = None) -> None:
         self._store = store
+        self._on_stage = on_stage
 
     async def write(self, rows: BatchRows) -> None:
-        await asyncio.gather(
-            self._insert("events", rows.events, EVENT_COLUMNS),
-            self._insert("span_events", rows.span_events, SPAN_EVENT_COLUMNS),
-            self._insert("usage", rows.usage, USAGE_COLUMNS),
-            self._insert("usage_by_minute", rows.usage_by_minute, USAGE_BY_MINUTE_COLUMNS),
-        )
-        # Spans first: a run's totals are summed from its spans.
-        for chunk in _chunks(sorted(rows.spans)):
-            await self._derive(derive.SPANS_SQL, derive.span_keys(chunk))
-        executions = sorted({(org, execution_id) for org, execution_id, _ in rows.spans})
-        await asyncio.gather(
-            *(self._derive(derive.EXECUTIONS_SQL, derive.execution_keys(c)) for c in _chunks(executions)),
-            *(self._derive(derive.ROLLUP_SQL, derive.bucket_keys(c)) for c in _chunks(sorted(rows.buckets))),
-        )
+        """Everything for one batch: inserts, spans, then the runs and buckets it touched."""
+        await self.write_events(rows)
+        await self.derive_totals(touched_executions(rows), rows.buckets)
+
+    async def write_events(self, rows: BatchRows) -> None:
+        async with self._timed("insert"):
+            await asyncio.gather(
+                self._insert("events", rows.events, EVENT_COLUMNS),
+                self._insert("span_events", rows.span_events, SPAN_EVENT_COLUMNS),
+                self._insert("usage", rows.usage, USAGE_COLUMNS),
+                self._insert("usage_by_minute", rows.usage_by_minute, USAGE_BY_MINUTE_COLUMNS),
+            )
+        async with self._timed("derive_spans"):
+            for chunk in _chunks(sorted(rows.spans)):
+                await self._derive(derive.SPANS_SQL, derive.span_keys(chunk))
+
+    async def derive_totals(self, executions: Collection[ExecutionKey], buckets: Collection[BucketKey]) -> None:
+        """Runs are summed from their spans, so call this after `write_events` of every batch it covers."""
+
+        async def executions_step() -> None:
+            async with self._timed("derive_executions"):
+                for chunk in _chunks(sorted(executions)):
+                    await self._derive(derive.EXECUTIONS_SQL, derive.execution_keys(chunk))
+
+        async def rollups_step() -> None:
+            async with self._timed("derive_rollups"):
+                for chunk in _chunks(sorted(buckets)):
+                    await self._derive(derive.ROLLUP_SQL, derive.bucket_keys(chunk))
+
+        await asyncio.gather(executions_step(), rollups_step())
+
+    @contextlib.asynccontextmanager
+    async def _timed(self, stage: str) -> AsyncIterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._on_stage is not None:
+                self._on_stage(stage, time.perf_counter() - began)
 
     async def _insert(self, table: str, rows: list[Row], columns: Sequence[str]) -> None:
         if not rows:
@@ -63,6 +102,11 @@ class EventBatchWriter:
     async def _derive(self, template: str, keys: str) -> None:
         sql = template.replace("{keys}", keys)
         await self._store.run(lambda client: client.command(sql, settings=derive.QUERY_SETTINGS))
+
+
+def touched_executions(rows: BatchRows) -> set[ExecutionKey]:
+    """The runs whose totals a batch can change: those with a span event in it (logs change nothing)."""
+    return {(org, execution_id) for org, execution_id, _ in rows.spans}
 
 
 def _chunks(items: list[T]) -> list[list[T]]:

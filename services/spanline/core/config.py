@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=1_048_576, ge=1024)
     consumer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
     consumer_poll_ms: int = Field(default=500, ge=1, le=60_000)
+    consumer_derive_interval_ms: int = Field(default=500, ge=0, le=60_000)
     consumer_log_interval_s: float = Field(default=10.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
