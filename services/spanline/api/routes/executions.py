@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -133,6 +134,10 @@ def _usage_results(rows: list[reads.ModelUsageRow]) -> list[UsageResult] | None:
     return [UsageResult(usage=usage, cost=[Cost(value=float(sum(row.cost_usd for row in rows)))])]
 
 
+async def _none() -> None:
+    return None
+
+
 @router.get(
     "/workflow-executions/{execution_id}/detail",
     response_model=ExecutionDetail,
@@ -147,12 +152,16 @@ async def execution_detail(
 ) -> ExecutionDetail:
     """An execution with one page of its spans, ordered by (start_ts, span_id)."""
     store = state.store
-    header = await reads.execution(store, org, execution_id)
+    # The reads that need nothing from each other go together (the store runs queries on a thread pool).
+    header, start, usage = await asyncio.gather(
+        reads.execution(store, org, execution_id),
+        reads.span_start(store, org, execution_id, prev_span_id) if prev_span_id is not None else _none(),
+        reads.usage_by_model(store, org, execution_id),
+    )
     if header is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
     after = None
     if prev_span_id is not None:
-        start = await reads.span_start(store, org, execution_id, prev_span_id)
         if start is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"span {prev_span_id} is not part of execution {execution_id}"
@@ -174,7 +183,7 @@ async def execution_detail(
         inputs=vellum_values(execution_id, _json_object(header.inputs) or {}),
         outputs=vellum_values(execution_id, _json_object(header.outputs) or {}),
         error=_json_object(header.error),
-        usage_results=_usage_results(await reads.usage_by_model(store, org, execution_id)),
+        usage_results=_usage_results(usage),
         spans=[_span(row, events[row.span_id], header.workflow_id) for row in page],
         state=final_state,
     )
