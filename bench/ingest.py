@@ -203,6 +203,7 @@ async def main(events: int, batch: int, sample: int) -> dict[str, Any]:
             "rows_written": metrics.rows_written,
             "batches": metrics.batches,
             "dlq": metrics.dlq,
+            "stage_seconds": {stage: round(seconds, 2) for stage, seconds in sorted(metrics.stage_seconds.items())},
         }
         print(f"pipeline {pipeline}", flush=True)
         await bus.close()
