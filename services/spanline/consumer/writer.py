@@ -51,6 +51,9 @@ class EventBatchWriter:
             *(self._derive(derive.EXECUTIONS_SQL, derive.execution_keys(c)) for c in _chunks(executions)),
             *(self._derive(derive.ROLLUP_SQL, derive.bucket_keys(c)) for c in _chunks(sorted(rows.buckets))),
         )
+        # Hour rollups merge minute rows, so only once all of this batch's minute rows are written.
+        hours = sorted({(partition, org, minute.replace(minute=0)) for partition, org, minute in rows.buckets})
+        await asyncio.gather(*(self._derive(derive.ROLLUP_HOUR_SQL, derive.bucket_keys(c)) for c in _chunks(hours)))
 
     async def _insert(self, table: str, rows: list[Row], columns: Sequence[str]) -> None:
         if not rows:
