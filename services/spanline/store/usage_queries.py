@@ -23,7 +23,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
 
@@ -268,15 +267,20 @@ def build_usage_sql(query: UsageQuery, org: str, *, hour_tier: bool = True) -> t
     else:
         where = ["org = {org:String}", f"minute >= {_START}", f"minute < {_END}", *filters]
         source = f"usage_by_minute FINAL\nWHERE {' AND '.join(where)}"
+    # Keys leave as text formatted by ClickHouse (vectorised; Python's strftime and str(UUID) cost ~10 us a
+    # row), while rows are grouped and ordered by the raw values (aliases defined inside the expressions).
     keys: list[str] = []
+    aliases: list[str] = []
     if query.granularity is not None:
-        keys.append(f"{GRANULARITIES[query.granularity]} AS bucket")
-    keys.extend(f"{DIMENSIONS[name].column} AS d{index}" for index, name in enumerate(query.dimensions))
+        keys.append(f"formatDateTime({GRANULARITIES[query.granularity]} AS bucket, '%Y-%m-%dT%H:%i:%SZ')")
+        aliases.append("bucket")
+    for index, name in enumerate(query.dimensions):
+        keys.append(f"toString({DIMENSIONS[name].column} AS d{index})")
+        aliases.append(f"d{index}")
     measures = [
         f"{MEASURES[name].rollup_sql if rollup else MEASURES[name].raw_sql} AS m{index}"
         for index, name in enumerate(query.measures)
     ]
-    aliases = [key.rsplit(" AS ", 1)[1] for key in keys]
     sql = f"SELECT {', '.join([*keys, *measures])}\nFROM {source}"
     if aliases:
         sql += f"\nGROUP BY {', '.join(aliases)}\nORDER BY {', '.join(aliases)}"
@@ -284,21 +288,18 @@ def build_usage_sql(query: UsageQuery, org: str, *, hour_tier: bool = True) -> t
     return sql, parameters
 
 
-def _iso(value: datetime) -> str:
-    return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _measure_value(kind: str, value: Any) -> int | float | None:
-    if kind == "int":
-        return int(value)
-    if kind == "decimal":
-        return float(Decimal(value))
+def _float_or_none(value: Any) -> float | None:
     if value is None or math.isnan(value):
         return None  # a latency over no calls
     return float(value)
 
 
-_DIMENSION_VALUE: Final[Mapping[str, Callable[[Any], str]]] = {"workflow_id": str}
+# Column converters (None: the driver's value is already the JSON value: text keys, integer sums).
+_MEASURE_VALUE: Final[Mapping[str, Callable[[Any], int | float | None] | None]] = {
+    "int": None,
+    "decimal": float,
+    "float": _float_or_none,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,17 +309,21 @@ class UsageResult:
 
 
 def shape_rows(query: UsageQuery, rows: Sequence[Sequence[Any]]) -> UsageResult:
-    shaped: list[dict[str, Any]] = []
-    for row in rows[: query.limit]:
-        values = iter(row)
-        item: dict[str, Any] = {}
-        if query.granularity is not None:
-            item["bucket"] = _iso(next(values))
-        for name in query.dimensions:
-            item[name] = _DIMENSION_VALUE.get(name, str)(next(values))
-        for name in query.measures:
-            item[name] = _measure_value(MEASURES[name].kind, next(values))
-        shaped.append(item)
+    """Rows of build_usage_sql's SELECT as dicts: keys arrive as text, measures by their kind. Converted a
+    column at a time (map over a column runs in C; a month by hour is ~9,000 rows)."""
+    names = (["bucket"] if query.granularity is not None else []) + [*query.dimensions, *query.measures]
+    kept = rows[: query.limit]
+    if not kept:
+        return UsageResult([], truncated=False)
+    converters = [None] * (len(names) - len(query.measures)) + [
+        _MEASURE_VALUE[MEASURES[m].kind] for m in query.measures
+    ]
+    columns = [
+        column if convert is None else list(map(convert, column))
+        for convert, column in zip(converters, zip(*kept, strict=True), strict=True)
+    ]
+    # Equal lengths by construction; strict zips would add a third to the cost of building the dicts.
+    shaped = [dict(zip(names, values, strict=False)) for values in zip(*columns, strict=False)]
     return UsageResult(shaped, truncated=len(rows) > query.limit)
 
 
