@@ -24,7 +24,7 @@ from spanline.store import latency_sketch
 from spanline.store.api_keys import create_api_key
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
-from spanline.store.usage_queries import build_usage_sql, parse_usage_query, shape_rows
+from spanline.store.usage_queries import build_usage_sql, parse_usage_query, shape_rows, whole_hours
 from tests.api_data import DEFAULT_ORG, PARTITIONS, Call, api_client, calls_of, generate_executions
 from tests.conftest import PROJECT_ROOT, dsn_with_database
 from tests.consumer_events import Execution
@@ -146,6 +146,18 @@ def test_the_sql_spellings_of_the_sketch_agree() -> None:
     assert bucket in (MIGRATIONS / "0013_usage_latency_sketch.sql").read_text()
     assert latency_sketch.HISTOGRAM_SQL.replace("\n", " ") in derive.ROLLUP_SQL.replace("\n", " ")
     assert f"{1 + ALPHA} / {1 - ALPHA}" in bucket
+
+
+def test_whole_hours_are_those_all_of_whose_minutes_count() -> None:
+    def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
+        return datetime(2026, 11, 2, tzinfo=UTC) + timedelta(hours=hour, minutes=minute, seconds=second)
+
+    assert whole_hours(at(0), at(3)) == (at(0), at(3))
+    assert whole_hours(at(0, 0, 1), at(3)) == (at(1), at(3))  # minute 00:00 starts before `from`
+    assert whole_hours(at(0, 59, 30), at(2, 59, 1)) == (at(1), at(3))  # minute 02:59 starts before `to`
+    assert whole_hours(at(0, 59, 30), at(2, 59)) == (at(1), at(2))
+    assert whole_hours(at(0, 10), at(1, 50)) is None
+    assert whole_hours(datetime(9999, 12, 31, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 30, tzinfo=UTC)) is None
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -219,8 +219,11 @@ def _ceil(value: datetime, step: timedelta) -> datetime:
 def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
     """The hours [first, last) all of whose minutes count in [start, end), if any. A minute counts when
     its start is in the range: the minutes counted start at ceil(start) and end before ceil(end)."""
-    first_minute, end_minute = _ceil(start, _MINUTE), _ceil(end, _MINUTE)
-    first, last = _ceil(first_minute, _HOUR), _floor(end_minute, _HOUR)
+    try:
+        first_minute, end_minute = _ceil(start, _MINUTE), _ceil(end, _MINUTE)
+        first, last = _ceil(first_minute, _HOUR), _floor(end_minute, _HOUR)
+    except OverflowError:  # bounds in the last hour of year 9999: let the minute tier answer
+        return None
     return (first, last) if first < last else None
 
 
