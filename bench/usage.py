@@ -193,8 +193,8 @@ async def main(calls: int, rounds: int) -> dict[str, Any]:
                 "healthz_ms": percentiles(health_ms),
                 "api_over_raw_p50": round(statistics.median(api_ms) / statistics.median(raw_ms), 3),
                 "latency_p95_relative_error": {
-                    "max": round(max(errors), 5),
-                    "mean": round(statistics.fmean(errors), 5),
+                    "max": round(max(errors), 6),
+                    "mean": round(statistics.fmean(errors), 6),
                     "bound": RELATIVE_ERROR,
                 },
                 "target_p50_ms": 200,
