@@ -4,9 +4,13 @@ the same answer computed by scanning the raw per-call rows (`usage FINAL`) in th
 Generating N calls as events through the consumer would take hours on this machine, so the rows are made
 where they live: `INSERT INTO usage SELECT ... FROM numbers(N)` (one org, 12 workflows using 2 of 5 models
 each, 6 Kafka partitions, 2 % failed calls, spread evenly over 30 days), then `usage_by_minute` from those
-rows with the column mapping of `consumer/rows.py`, then `usage_rollup_minute` with the consumer's own
-derivation statement (`consumer/derive.ROLLUP_SQL`, its `{keys}` being every (partition, org, minute)).
+rows with the column mapping of `consumer/rows.py`, then `usage_rollup_minute` and `usage_rollup_hour` with
+the consumer's own derivation statements (`consumer/derive.ROLLUP_SQL` with every (partition, org, minute) as
+`{keys}`, then `ROLLUP_HOUR_SQL` with every (partition, org, hour)), one day of buckets per statement.
 The API is `create_app` on a real uvicorn server in this process (chDB: one process per data directory).
+The raw scan is the same answer from `usage FINAL`, its p95 ClickHouse's sampled `quantile`. Accuracy: every
+answer's latency_p95 against the exact nearest-rank p95 of the raw rows (untimed). The chDB directory is left
+behind (its path is in the results) for `bench/usage_variants.py`.
 
     PYTHONPATH=$PWD/services:$PWD python bench/usage.py [--calls 10000000] [--rounds 20]
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -31,6 +36,7 @@ from spanline.bus.memory import MemoryBus
 from spanline.consumer import derive
 from spanline.core.config import Settings
 from spanline.store.api_keys import create_api_key
+from spanline.store.latency_sketch import RELATIVE_ERROR
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 
@@ -66,6 +72,10 @@ FROM usage
 """
 
 _KEYS = "SELECT DISTINCT kafka_partition, org, minute FROM usage_by_minute WHERE toYYYYMMDD(minute) = {day:UInt32}"
+_HOUR_KEYS = (
+    "SELECT DISTINCT kafka_partition, org, toStartOfHour(minute) FROM usage_rollup_minute "
+    "WHERE toYYYYMMDD(minute) = {day:UInt32}"
+)
 
 _RAW = {
     "model_day": """
@@ -78,6 +88,21 @@ GROUP BY bucket, model ORDER BY bucket, model
     "workflow_hour": """
 SELECT toStartOfHour(timestamp) AS bucket, workflow_id, count(), sum(input_tokens), sum(output_tokens),
        sum(cost_usd), quantile(0.95)(compute_nanos / 1e6)
+FROM usage FINAL
+WHERE org = 'acme' AND timestamp >= '2026-10-01 00:00:00' AND timestamp < '2026-10-31 00:00:00'
+GROUP BY bucket, workflow_id ORDER BY bucket, workflow_id
+""",
+}
+# The exact nearest-rank p95 (what the sketch approximates), per answer row.
+_EXACT_P95 = {
+    "model_day": """
+SELECT toStartOfDay(timestamp) AS bucket, model, quantileExactWeighted(0.95)(compute_nanos / 1e6, toUInt64(1))
+FROM usage FINAL
+WHERE org = 'acme' AND timestamp >= '2026-10-01 00:00:00' AND timestamp < '2026-10-31 00:00:00'
+GROUP BY bucket, model ORDER BY bucket, model
+""",
+    "workflow_hour": """
+SELECT toStartOfHour(timestamp) AS bucket, workflow_id, quantileExactWeighted(0.95)(compute_nanos / 1e6, toUInt64(1))
 FROM usage FINAL
 WHERE org = 'acme' AND timestamp >= '2026-10-01 00:00:00' AND timestamp < '2026-10-31 00:00:00'
 GROUP BY bucket, workflow_id ORDER BY bucket, workflow_id
@@ -104,7 +129,14 @@ async def build(store: Store, calls: int) -> dict[str, float]:
         sql = derive.ROLLUP_SQL.replace("{keys}", keys)
         await store.run(lambda client, sql=sql: client.command(sql, settings=derive.QUERY_SETTINGS))
     timings["derive_rollup_s"] = time.perf_counter() - began
+    began = time.perf_counter()
+    for (day,) in days:  # hours after their minutes, as the consumer does after a batch's minute rows
+        keys = _HOUR_KEYS.replace("{day:UInt32}", str(day))
+        sql = derive.ROLLUP_HOUR_SQL.replace("{keys}", keys)
+        await store.run(lambda client, sql=sql: client.command(sql, settings=derive.QUERY_SETTINGS))
+    timings["derive_rollup_hour_s"] = time.perf_counter() - began
     await store.command("OPTIMIZE TABLE usage_rollup_minute FINAL")
+    await store.command("OPTIMIZE TABLE usage_rollup_hour FINAL")
     return {key: round(value, 1) for key, value in timings.items()}
 
 
@@ -116,7 +148,9 @@ async def timed(work: Any) -> tuple[float, Any]:
 
 async def main(calls: int, rounds: int) -> dict[str, Any]:
     facts = machine()
-    dsn = f"chdb://{tempfile.mkdtemp(prefix='bench-usage-')}"
+    directory = tempfile.mkdtemp(prefix="bench-usage-")
+    dsn = f"chdb://{directory}"
+    print(f"chDB directory (left behind for bench/usage_variants.py): {directory}", flush=True)
     settings = Settings(clickhouse_dsn=dsn, kafka_bootstrap=None)
     store = Store(dsn, threads=settings.store_threads)
     await store.run(lambda client: apply_migrations(client, settings.schemas_dir / "clickhouse"))
@@ -124,7 +158,7 @@ async def main(calls: int, rounds: int) -> dict[str, Any]:
     build_timings = await build(store, calls)
     sizes = {
         table: (await store.query(f"SELECT count() FROM {table}"))[0][0]
-        for table in ("usage", "usage_by_minute", "usage_rollup_minute")
+        for table in ("usage", "usage_by_minute", "usage_rollup_minute", "usage_rollup_hour")
     }
     print(f"built {sizes} in {build_timings}", flush=True)
     results: dict[str, Any] = {}
@@ -149,6 +183,8 @@ async def main(calls: int, rounds: int) -> dict[str, Any]:
             assert len(api_rows) == len(raw_rows), (len(api_rows), len(raw_rows))
             assert sum(row["calls"] for row in api_rows) == sum(row[2] for row in raw_rows)
             assert sum(row["input_tokens"] for row in api_rows) == sum(row[3] for row in raw_rows)
+            exact = await store.query(_EXACT_P95[name])
+            errors = [abs(row["latency_p95"] - want[2]) / want[2] for row, want in zip(api_rows, exact, strict=True)]
             results[name] = {
                 "request": body,
                 "rows": len(api_rows),
@@ -156,6 +192,11 @@ async def main(calls: int, rounds: int) -> dict[str, Any]:
                 "raw_scan_sql_ms": percentiles(raw_ms),
                 "healthz_ms": percentiles(health_ms),
                 "api_over_raw_p50": round(statistics.median(api_ms) / statistics.median(raw_ms), 3),
+                "latency_p95_relative_error": {
+                    "max": round(max(errors), 6),
+                    "mean": round(statistics.fmean(errors), 6),
+                    "bound": RELATIVE_ERROR,
+                },
                 "target_p50_ms": 200,
                 "target_met": statistics.median(api_ms) <= 200,
             }
@@ -164,10 +205,13 @@ async def main(calls: int, rounds: int) -> dict[str, Any]:
     return {
         "benchmark": "usage",
         "machine": facts,
+        "load_avg_at_end": [round(value, 2) for value in os.getloadavg()],
+        "chdb_directory": directory,
         "calls": calls,
         "days": 30,
         "table_rows": sizes,
         "rollup_rows_per_call": round(sizes["usage_rollup_minute"] / sizes["usage"], 3),
+        "hour_rollup_rows_per_call": round(sizes["usage_rollup_hour"] / sizes["usage"], 5),
         "build": build_timings,
         "rounds": rounds,
         "results": results,

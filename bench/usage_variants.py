@@ -1,5 +1,6 @@
-"""Where the usage query's time goes: the API's model x day SQL on the rollup, then the same without the
-latency quantiles, without FINAL, and both, on the chDB directory a `bench/usage.py` run left behind.
+"""Where the usage query's time goes: the API's SQL on the rollups (hour tier for whole hours, minute tier
+for the edges), then the same from the minute tier alone, each with and without the latency quantiles and
+without FINAL, on the chDB directory a `bench/usage.py` run left behind.
 
     PYTHONPATH=$PWD/services:$PWD python bench/usage_variants.py /tmp/bench-usage-XXXX [--rounds 10]
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from datetime import UTC, datetime
@@ -28,18 +30,19 @@ async def main(directory: str, rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for shape, dimensions, granularity in (("model_day", ["model"], "day"), ("workflow_hour", ["workflow_id"], "hour")):
         variants: dict[str, tuple[str, dict[str, Any]]] = {}
-        for label, measures in (("api_sql", MEASURES), ("no_latency_quantiles", MEASURES[:-1])):
-            query = parse_usage_query(
-                start=datetime(2026, 10, 1, tzinfo=UTC),
-                end=datetime(2026, 10, 31, tzinfo=UTC),
-                dimensions=dimensions,
-                measures=measures,
-                granularity=granularity,
-                limit=10_000,
-            )
-            sql, parameters = build_usage_sql(query, "acme")
-            variants[label] = (sql, parameters)
-            variants[f"{label}_without_final"] = (sql.replace(" FINAL", ""), parameters)
+        for tier, hour_tier in (("api_sql", True), ("minute_tier_only", False)):
+            for suffix, measures in (("", MEASURES), ("_no_latency_quantiles", MEASURES[:-1])):
+                query = parse_usage_query(
+                    start=datetime(2026, 10, 1, tzinfo=UTC),
+                    end=datetime(2026, 10, 31, tzinfo=UTC),
+                    dimensions=dimensions,
+                    measures=measures,
+                    granularity=granularity,
+                    limit=10_000,
+                )
+                sql, parameters = build_usage_sql(query, "acme", hour_tier=hour_tier)
+                variants[f"{tier}{suffix}"] = (sql, parameters)
+                variants[f"{tier}{suffix}_without_final"] = (sql.replace(" FINAL", ""), parameters)
         timings: dict[str, list[float]] = {label: [] for label in variants}
         for _ in range(rounds):
             for label, (sql, parameters) in variants.items():
@@ -54,7 +57,13 @@ async def main(directory: str, rounds: int) -> dict[str, Any]:
         out[shape]["api_sql_text"] = variants["api_sql"][0]
         print(shape, {label: out[shape][label]["p50"] for label in timings}, flush=True)
     store.close()
-    return {"benchmark": "usage_variants", "machine": facts, "rounds": rounds, "results": out}
+    return {
+        "benchmark": "usage_variants",
+        "machine": facts,
+        "load_avg_at_end": [round(value, 2) for value in os.getloadavg()],
+        "rounds": rounds,
+        "results": out,
+    }
 
 
 if __name__ == "__main__":

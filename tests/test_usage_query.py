@@ -4,7 +4,6 @@ organization; bad queries get a 422 that names what is wrong."""
 
 from __future__ import annotations
 
-import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from spanline.core.config import Settings
+from spanline.store import latency_sketch
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
 from tests.api_data import Call, api_client, calls_of, generate_executions, ingest
@@ -44,18 +44,10 @@ def bucket_of(granularity: str, minute: datetime) -> datetime:
     return day.replace(day=1)
 
 
-def exact_quantile(values: list[float], level: float) -> float:
-    """Linear interpolation between closest ranks: what ClickHouse's `quantiles` gives while every value
-    fits its 8,192-value reservoir (true here: a few hundred calls at most)."""
-    ordered = sorted(values)
-    position = level * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def _latency(level: float) -> Callable[[list[Call]], float | None]:
-    return lambda calls: exact_quantile([c.compute_nanos / 1e6 for c in calls], level) if calls else None
+    """What the sketch answers: the nearest-rank quantile of the calls' log buckets (store/latency_sketch.py).
+    `assert_latency_bound` separately checks it against the exact quantile of the raw latencies."""
+    return lambda calls: latency_sketch.quantile_ms(latency_sketch.histogram_of(c.compute_nanos for c in calls), level)
 
 
 BRUTE_MEASURES: dict[str, Callable[[list[Call]], Any]] = {
@@ -75,8 +67,8 @@ BRUTE_MEASURES: dict[str, Callable[[list[Call]], Any]] = {
 }
 
 
-def brute_force(calls: Sequence[Call], org: str, query: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Rows keyed by (bucket?, dimension values...), from the raw calls."""
+def groups_of(calls: Sequence[Call], org: str, query: dict[str, Any]) -> dict[tuple[Any, ...], list[Call]]:
+    """The calls of each answer row, keyed by (bucket?, dimension values...)."""
     start, end = (datetime.fromisoformat(query[key]) for key in ("from", "to"))
     filters = {name: [value] if isinstance(value, str) else value for name, value in query.get("filters", {}).items()}
     granularity = query.get("granularity")
@@ -92,7 +84,26 @@ def brute_force(calls: Sequence[Call], org: str, query: dict[str, Any]) -> dict[
         groups[key].append(call)
     if not granularity and not query["dimensions"]:
         groups.setdefault((), [])  # the totals row is there even when nothing matched
+    return groups
+
+
+def brute_force(calls: Sequence[Call], org: str, query: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Rows keyed by (bucket?, dimension values...), from the raw calls."""
+    groups = groups_of(calls, org, query)
     return {key: {m: BRUTE_MEASURES[m](group) for m in query["measures"]} for key, group in groups.items()}
+
+
+LATENCY_LEVELS = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
+
+
+def assert_latency_bound(groups: dict[tuple[Any, ...], list[Call]], got: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+    """Latency quantiles are within the sketch's relative error of the exact nearest-rank quantile."""
+    for key, group in groups.items():
+        for name, level in LATENCY_LEVELS.items():
+            if name not in got[key] or not group:
+                continue
+            exact = latency_sketch.nearest_rank([c.compute_nanos / 1e6 for c in group], level)
+            assert abs(got[key][name] - exact) <= latency_sketch.RELATIVE_ERROR * exact * (1 + 1e-9), (key, name)
 
 
 def answered(query: dict[str, Any], rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -172,7 +183,9 @@ async def test_random_queries_equal_a_brute_force_over_the_raw_events(
                 assert response.status_code == 200, (query, response.text)
                 body = response.json()
                 assert body["truncated"] is False
-                assert_same(brute_force(calls, org, query), answered(query, body["rows"]))
+                got = answered(query, body["rows"])
+                assert_same(brute_force(calls, org, query), got)
+                assert_latency_bound(groups_of(calls, org, query), got)
                 if query.get("granularity"):
                     buckets = [row["bucket"] for row in body["rows"]]
                     assert buckets == sorted(buckets)

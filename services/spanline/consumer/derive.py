@@ -79,15 +79,34 @@ FROM (SELECT *, span_id = execution_id AS is_root FROM spans FINAL WHERE (org, e
 GROUP BY org, execution_id
 """
 
+# latency_hist: calls per log bucket of compute_nanos (store/latency_sketch.py, 2 % relative error).
 ROLLUP_SQL: Final = """
-INSERT INTO usage_rollup_minute
+INSERT INTO usage_rollup_minute (org, minute, workflow_id, workflow_name, model, provider, kafka_partition,
+    calls, failed_calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, compute_nanos,
+    cost_usd, latency_hist, executions_state, version)
 SELECT org, minute, workflow_id, min(workflow_name), model, provider, kafka_partition,
     count(), countIf(status = 'REJECTED'), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
     sum(cache_write_tokens), sum(compute_nanos), sum(cost_usd),
-    quantilesState(0.5, 0.95, 0.99)(compute_nanos / 1e6), uniqExactState(execution_id), now64(6)
+    sumMap(map(toUInt16(if(compute_nanos = 0, 0, 1 + ceil(log(compute_nanos) / log(1.02 / 0.98)))), toUInt64(1))),
+    uniqExactState(execution_id), now64(6)
 FROM usage_by_minute FINAL
 WHERE (kafka_partition, org, minute) IN ({keys})
 GROUP BY org, minute, workflow_id, model, provider, kafka_partition
+"""
+
+# Hour rows merge the hour's minute rows, so they run after a batch's minute rows are written ({keys}:
+# (partition, org, hour) tuples). The newest hour derivation started after every minute row it needs.
+ROLLUP_HOUR_SQL: Final = """
+INSERT INTO usage_rollup_hour (org, hour, workflow_id, workflow_name, model, provider, kafka_partition,
+    calls, failed_calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, compute_nanos,
+    cost_usd, latency_hist, executions_state, version)
+SELECT org, toStartOfHour(minute) AS hour, workflow_id, min(workflow_name), model, provider, kafka_partition,
+    sum(calls), sum(failed_calls), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
+    sum(cache_write_tokens), sum(compute_nanos), sum(cost_usd), sumMap(latency_hist),
+    uniqExactMergeState(executions_state), now64(6)
+FROM usage_rollup_minute FINAL
+WHERE (kafka_partition, org, toStartOfHour(minute)) IN ({keys})
+GROUP BY org, hour, workflow_id, model, provider, kafka_partition
 """
 
 

@@ -23,10 +23,14 @@ _QUERIES: Final = {
         FROM usage FINAL ORDER BY org, execution_id, span_id, event_id, call_index""",
     "rollup": """SELECT org, minute, workflow_id, model, provider, sum(calls), sum(failed_calls),
         sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-        sum(compute_nanos), sum(cost_usd), quantilesMerge(0.5, 0.95, 0.99)(latency_ms_state),
-        uniqExactMerge(executions_state)
+        sum(compute_nanos), sum(cost_usd), sumMap(latency_hist), uniqExactMerge(executions_state)
         FROM usage_rollup_minute FINAL GROUP BY org, minute, workflow_id, model, provider
         ORDER BY org, minute, workflow_id, model, provider""",
+    "rollup_hour": """SELECT org, hour, workflow_id, model, provider, sum(calls), sum(failed_calls),
+        sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
+        sum(compute_nanos), sum(cost_usd), sumMap(latency_hist), uniqExactMerge(executions_state)
+        FROM usage_rollup_hour FINAL GROUP BY org, hour, workflow_id, model, provider
+        ORDER BY org, hour, workflow_id, model, provider""",
     "events": "SELECT org, execution_id, event_id, name FROM events FINAL ORDER BY org, execution_id, event_id",
 }
 

@@ -16,7 +16,15 @@ from spanline.consumer.rows import build_rows
 from spanline.consumer.writer import EventBatchWriter
 from spanline.store.store import Store
 
-DERIVED_TABLES: Final = ("span_events", "spans", "usage", "usage_by_minute", "usage_rollup_minute", "executions")
+DERIVED_TABLES: Final = (
+    "span_events",
+    "spans",
+    "usage",
+    "usage_by_minute",
+    "usage_rollup_minute",
+    "usage_rollup_hour",
+    "executions",
+)
 
 _PAGE_SQL: Final = """
 SELECT org, execution_id, event_id, payload, kafka_partition, kafka_offset FROM events FINAL

@@ -79,6 +79,10 @@ class EventBatchWriter:
             async with self._timed("derive_rollups"):
                 for chunk in _chunks(sorted(buckets)):
                     await self._derive(derive.ROLLUP_SQL, derive.bucket_keys(chunk))
+                # Hour rows merge minute rows, so only once all of these minute rows are written.
+                hours = sorted({(partition, org, minute.replace(minute=0)) for partition, org, minute in buckets})
+                for chunk in _chunks(hours):
+                    await self._derive(derive.ROLLUP_HOUR_SQL, derive.bucket_keys(chunk))
 
         await asyncio.gather(executions_step(), rollups_step())
 

@@ -47,6 +47,8 @@ async def query_usage(body: UsageQueryRequest, org: OrgDep, store: StoreDep) -> 
     - measures: input_tokens, output_tokens, total_tokens (input + output), cache_read_tokens,
       cache_write_tokens, cost_usd, calls, failed_calls, executions (distinct runs), latency_avg,
       latency_p50, latency_p95, latency_p99 (milliseconds of `compute_nanos`; null when there are no calls).
+      latency_p50/p95/p99 are approximations within 2 % relative error of the exact nearest-rank quantile
+      (the latency of the call at rank ceil(q * n)), read from log-bucket histograms; latency_avg is exact.
     - time: calls are counted per minute (of their terminal node event); a minute counts when its start is
       in [from, to). Buckets are UTC; weeks start on Monday.
 
@@ -54,9 +56,9 @@ async def query_usage(body: UsageQueryRequest, org: OrgDep, store: StoreDep) -> 
     "truncated": bool}`, ordered by bucket then dimensions; `truncated` says more rows than `limit` exist.
     Without dimensions and granularity there is exactly one row (the totals).
 
-    Answered from the minute rollup (`usage_rollup_minute`); a query on `status` reads the per-call
-    `usage_by_minute` rows, since the rollup keeps only failed counts. Quantiles are ClickHouse's
-    `quantiles` (exact with linear interpolation up to 8,192 calls per group, sampled beyond).
+    Answered from the rollups (`usage_rollup_hour` for whole hours, `usage_rollup_minute` for the minutes
+    around them); a query on `status` reads the per-call `usage_by_minute` rows, since the rollups keep only
+    failed counts. Every source buckets latencies the same way, so they give the same quantiles.
     Unknown dimension, measure, filter or granularity, `to <= from`, or a limit outside 1..10000 → 422
     whose detail names each problem.
     """
