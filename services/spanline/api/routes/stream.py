@@ -5,31 +5,44 @@ The `id:` of each message is the event's Kafka offset: an execution's events all
 (they are keyed by the root execution), so offsets are a per-execution monotonic sequence that both the
 stored history (ClickHouse keeps each event's offset) and the live feed carry. Joining is then exact:
 subscribe to the live feed first (it hands over its recent buffer), read the history after the resume
-point, send it, then send live events past the last offset sent. An event produced twice (same id) is
-sent once when its copy comes within the last 10,000 events of the stream.
+point, send it, then send live events past the last offset sent. An event produced twice (same id, later
+offset) is sent once: the live hub marks a copy whose first copy it still buffers, and the stream
+remembers the ids of the last 10,000 events it sent from history.
+
+The stream yields pre-encoded bytes (sse-starlette passes bytes through untouched): live frames are the
+hub's, built once per event and shared by every subscriber, and everything queued when the stream wakes
+up is joined into one chunk (at most `CHUNK_FRAMES` events or about `CHUNK_BYTES`): one ASGI send and
+one socket write per wake-up, not per event. History goes out in chunks of the same size. When the client
+disconnects, its subscription is abandoned at once (queue dropped, stream ended).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Annotated, Final
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from sse_starlette import EventSourceResponse
+from starlette.types import Message
 
 from spanline.api.deps import AppStateDep, OrgDep
-from spanline.api.live import Subscription
+from spanline.api.live import LiveEvent, Subscription, sse_frame
 from spanline.api.state import AppState
-from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, event_name
+from spanline.events.lineage import decode_route
+from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES
 from spanline.store import execution_reads as reads
+from spanline.store.execution_reads import StoredEvent
 
 router = APIRouter(prefix="/v1", tags=["stream"])
 
 EVENT_TYPE_PREFIXES: Final = {"WORKFLOW": "workflow.", "NODE": "node."}
 KEEP_ALIVE_S: Final = 15
+# One send's worth: enough to amortise the per-send cost, small enough to keep other streams moving.
+CHUNK_FRAMES: Final = 500
+CHUNK_BYTES: Final = 64 * 1024
 
 
 def _prefixes(event_types: str | None) -> tuple[str, ...]:
@@ -68,6 +81,9 @@ class _RecentIds:
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._ids
 
+    def __bool__(self) -> bool:
+        return bool(self._ids)
+
     def add(self, event_id: str) -> None:
         self._order.append(event_id)
         self._ids.add(event_id)
@@ -82,45 +98,78 @@ class _Joiner:
         self.execution_id = execution_id
         self.last_offset = after
         self.prefixes = prefixes
-        self.sent_ids = _RecentIds()
+        self.every_type = set(prefixes) == set(EVENT_TYPE_PREFIXES.values())  # skip the name check
+        self.history_ids = _RecentIds()  # live copies are marked by the hub; history's need this
         self.finished = False
 
-    def take(self, offset: int, name: str, payload: str, event_id: str, span_id: str) -> dict[str, str] | None:
-        if offset <= self.last_offset or event_id in self.sent_ids:
-            return None
+    def take(self, offset: int, name: str, event_id: str, ends_root: bool, duplicate: bool = False) -> bool:
+        """Whether to send this event: new, past the last offset sent, of a wanted type. Notes the
+        execution's terminal event (the stream ends after it, sent or filtered out)."""
+        if offset <= self.last_offset or duplicate or (self.history_ids and event_id in self.history_ids):
+            return False
         self.last_offset = offset
-        self.sent_ids.add(event_id)
-        if span_id == str(self.execution_id) and name in TERMINAL_WORKFLOW_EVENT_NAMES:
+        if ends_root:
             self.finished = True
-        if not name.startswith(self.prefixes):
-            return None
-        return {"id": str(offset), "event": name, "data": payload}
+        return self.every_type or name.startswith(self.prefixes)
+
+    def history_frames(self, stored: Iterable[StoredEvent]) -> Iterator[bytes]:
+        """The frames of the stored events to send, up to and including the terminal event."""
+        execution = str(self.execution_id)
+        for event in stored:
+            payload = event.payload.encode()
+            route = decode_route(payload)
+            if route is None:  # the consumer stores valid events only; never send what we cannot read
+                continue
+            event_id, span_id = str(route.id), str(route.span_id)
+            ends_root = span_id == execution and event.name in TERMINAL_WORKFLOW_EVENT_NAMES
+            if self.take(event.offset, event.name, event_id, ends_root):
+                yield sse_frame(event.offset, event.name, payload)
+            self.history_ids.add(event_id)
+            if self.finished:
+                return
+
+    def live_chunk(self, items: Sequence[LiveEvent]) -> bytes:
+        """The frames of these live events to send, joined (the same bytes object when only one)."""
+        frames = []
+        for item in items:
+            if self.take(item.offset, item.name, item.event_id, item.ends_root, item.duplicate):
+                frames.append(item.frame)
+            if self.finished:
+                break
+        return b"".join(frames)
+
+
+def _chunks(frames: Iterable[bytes]) -> Iterator[bytes]:
+    """Frames joined into chunks of at most CHUNK_FRAMES frames or about CHUNK_BYTES."""
+    batch: list[bytes] = []
+    size = 0
+    for frame in frames:
+        batch.append(frame)
+        size += len(frame)
+        if len(batch) >= CHUNK_FRAMES or size >= CHUNK_BYTES:
+            yield b"".join(batch)
+            batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 async def _stream(
     state: AppState, org: str, execution_id: UUID, subscription: Subscription, joiner: _Joiner
-) -> AsyncIterator[dict[str, str]]:
-    for stored in await reads.history(state.store, org, execution_id, joiner.last_offset):
-        document = orjson.loads(stored.payload)
-        message = joiner.take(stored.offset, stored.name, stored.payload, document["id"], document["span_id"])
-        if message is not None:
-            yield message
-        if joiner.finished:
-            return
+) -> AsyncIterator[bytes]:
+    stored = await reads.history(state.store, org, execution_id, joiner.last_offset)
+    for chunk in _chunks(joiner.history_frames(stored)):
+        yield chunk
+    del stored  # a long history is not kept for the stream's whole life
     while not joiner.finished:
-        item = await subscription.next()
-        if item is None:  # the feed dropped this client (too slow) or is shutting down
+        items = await subscription.batch(CHUNK_FRAMES, CHUNK_BYTES)
+        if items is None:  # the feed dropped this client (too slow, gone) or is shutting down
             return
-        event = item.event
-        message = joiner.take(
-            item.message.offset,
-            event_name(event),
-            item.message.value.decode(),
-            str(event.id),
-            str(event.span_id),
-        )
-        if message is not None:
-            yield message
+        chunk = joiner.live_chunk(items)
+        if chunk:
+            yield chunk
+        if subscription.pending():
+            # More was queued than one chunk takes, so batch() will not wait: let other streams run first.
+            await asyncio.sleep(0)
 
 
 @router.get(
@@ -146,15 +195,19 @@ async def execution_events(
     scope = state.hub.subscribe(execution_id, org)
     subscription = scope.__enter__()  # before reading history, so nothing falls between the two
 
-    async def messages() -> AsyncIterator[dict[str, str]]:
+    async def messages() -> AsyncIterator[bytes]:
         try:
-            async for message in _stream(
-                state, org, execution_id, subscription, _Joiner(execution_id, after, prefixes)
-            ):
-                yield message
+            async for chunk in _stream(state, org, execution_id, subscription, _Joiner(execution_id, after, prefixes)):
+                yield chunk
         finally:
             scope.__exit__(None, None, None)
 
+    async def client_gone(_message: Message) -> None:
+        subscription.abandon()  # free its queue now; sse-starlette then cancels the stream
+
     return EventSourceResponse(
-        messages(), ping=KEEP_ALIVE_S, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+        messages(),
+        ping=KEEP_ALIVE_S,
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+        client_close_handler_callable=client_gone,
     )
