@@ -16,7 +16,7 @@ import orjson
 import pytest
 from sse_starlette.event import ensure_bytes
 
-from spanline.api.live import LiveEvent, LiveHub, Subscription, sse_frame
+from spanline.api.live import LiveEvent, LiveHub, SharedReads, Subscription, sse_frame
 from spanline.api.routes import stream
 from spanline.bus.interface import ORG_HEADER, BusMessage
 from spanline.bus.memory import MemoryBus
@@ -215,7 +215,7 @@ async def test_a_burst_is_sent_in_few_chunks_that_parse_into_the_same_events_in_
         if offset >= 1:  # the live buffer overlaps the history (offsets 1, 2): each is sent once
             subscription.offer(live_item(offset, payload))
     joiner = stream._Joiner(execution_id, -1, tuple(stream.EVENT_TYPE_PREFIXES.values()))
-    state: Any = SimpleNamespace(store=None)
+    state: Any = SimpleNamespace(store=None, hub=SimpleNamespace(reads=SharedReads()))
 
     chunks = await asyncio.wait_for(collect(stream._stream(state, "acme", execution_id, subscription, joiner)), 10)
 
@@ -243,7 +243,7 @@ async def test_filters_and_history_copies_hold_in_the_coalesced_stream(monkeypat
     for offset, payload in enumerate([payloads[0], *payloads[2:]], start=2):
         subscription.offer(live_item(offset, payload))
     joiner = stream._Joiner(execution_id, -1, ("workflow.",))
-    state: Any = SimpleNamespace(store=None)
+    state: Any = SimpleNamespace(store=None, hub=SimpleNamespace(reads=SharedReads()))
 
     chunks = await asyncio.wait_for(collect(stream._stream(state, "acme", execution_id, subscription, joiner)), 10)
 
@@ -263,3 +263,28 @@ async def test_an_abandoned_subscription_ends_at_once_and_frees_its_queue() -> N
     subscription.offer(item)
     assert subscription.pending() == 0
     assert await subscription.batch(500, 1 << 16) is None
+
+
+async def test_shared_reads_run_once_per_burst_and_never_answer_from_before_a_call() -> None:
+    shared = SharedReads()
+    began = [asyncio.Event(), asyncio.Event()]
+    release = [asyncio.Event(), asyncio.Event()]
+    reads_made: list[int] = []
+
+    async def read() -> int:
+        number = len(reads_made)
+        reads_made.append(number)
+        began[number].set()
+        await release[number].wait()
+        return number
+
+    burst = [asyncio.create_task(shared.read("history", read)) for _ in range(3)]
+    await began[0].wait()  # the burst's read is running: later callers must not get its answer
+    late = [asyncio.create_task(shared.read("history", read)) for _ in range(2)]
+    burst[0].cancel()  # a caller going away does not cancel the read for the others
+    release[0].set()
+    assert await asyncio.gather(*burst[1:]) == [0, 0]
+    await began[1].wait()
+    release[1].set()
+    assert await asyncio.gather(*late) == [1, 1]
+    assert reads_made == [0, 1]  # five callers, two reads

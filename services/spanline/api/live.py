@@ -15,6 +15,8 @@ the recent events of each execution in a bounded buffer, handed to every new sub
 from ClickHouse + this buffer + what arrives next cover an execution without a gap, as long as the
 consumer is not further behind than the buffer holds (`buffer_total` events). The buffer also marks an
 event produced twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
+
+`LiveHub.reads` shares the store reads that subscribers joining at the same time make (`SharedReads`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from sse_starlette import ServerSentEvent
@@ -34,6 +37,8 @@ from spanline.events.lineage import decode_route, route_root_execution_id
 from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, Event
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def sse_frame(offset: int, name: str, payload: bytes) -> bytes:
@@ -238,6 +243,36 @@ class _ExecutionBuffer:
         return True
 
 
+class SharedReads:
+    """Identical reads (same key) asked for at the same time run once, and every caller still gets the
+    answer of a read that started after it asked: what reading alone would give, without the duplicates.
+    A burst of 1,000 clients opening one execution's stream then costs a few store queries, not 3,000
+    (chDB runs one query at a time)."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Task[Any]] = {}
+        self._queued: dict[Hashable, asyncio.Task[Any]] = {}  # starts when the running one ends
+
+    async def read(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        task = self._queued.get(key)
+        if task is None:
+            task = asyncio.create_task(self._run(key, self._running.get(key), read))
+            self._queued[key] = task
+        # Shielded: a caller that goes away does not cancel the read for the others.
+        return cast(T, await asyncio.shield(task))
+
+    async def _run(self, key: Hashable, previous: asyncio.Task[Any] | None, read: Callable[[], Awaitable[T]]) -> T:
+        if previous is not None:
+            await asyncio.wait([previous])  # its outcome is its callers'; this read starts after it
+        this = self._queued.pop(key)  # from now on, a new caller needs a read that starts later
+        self._running[key] = this
+        try:
+            return await read()
+        finally:
+            if self._running.get(key) is this:
+                del self._running[key]
+
+
 class LiveHub:
     def __init__(
         self,
@@ -263,6 +298,7 @@ class LiveHub:
         self._buffered = 0
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self.reads = SharedReads()  # for the reads every new subscriber of an execution makes
 
     async def start(self) -> None:
         """Returns once the feed is positioned: every event produced after this is seen."""

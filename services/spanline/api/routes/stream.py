@@ -14,6 +14,10 @@ hub's, built once per event and shared by every subscriber, and everything queue
 up is joined into one chunk (at most `CHUNK_FRAMES` events or about `CHUNK_BYTES`): one ASGI send and
 one socket write per wake-up, not per event. History goes out in chunks of the same size. When the client
 disconnects, its subscription is abandoned at once (queue dropped, stream ended).
+
+The two store reads a new stream makes (the execution's owner, its history) go through the hub's
+`SharedReads`: clients that open the same execution's stream at the same time share each query (and the
+history's frames), each still getting the answer of a read that began after it subscribed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Final
 from uuid import UUID
 
@@ -91,6 +96,47 @@ class _RecentIds:
             self._ids.discard(self._order.popleft())
 
 
+@dataclass(frozen=True, slots=True)
+class _HistoryEvent:
+    """A stored event as the joiner reads it, its frame built once for every stream sharing the read."""
+
+    offset: int
+    name: str
+    event_id: str
+    ends_root: bool
+    frame: bytes
+
+
+def _history_events(execution_id: UUID, stored: Iterable[StoredEvent]) -> list[_HistoryEvent]:
+    execution = str(execution_id)
+    events = []
+    for event in stored:
+        payload = event.payload.encode()
+        route = decode_route(payload)
+        if route is None:  # the consumer stores valid events only; never send what we cannot read
+            continue
+        ends_root = str(route.span_id) == execution and event.name in TERMINAL_WORKFLOW_EVENT_NAMES
+        events.append(
+            _HistoryEvent(
+                event.offset, event.name, str(route.id), ends_root, sse_frame(event.offset, event.name, payload)
+            )
+        )
+    return events
+
+
+async def _history(state: AppState, org: str, execution_id: UUID, after: int) -> list[_HistoryEvent]:
+    """The stored events after `after`, shared with the streams that ask at the same time."""
+
+    async def read() -> list[_HistoryEvent]:
+        return _history_events(execution_id, await reads.history(state.store, org, execution_id, after))
+
+    return await state.hub.reads.read(("history", org, execution_id, after), read)
+
+
+async def _owner(state: AppState, execution_id: UUID) -> str | None:
+    return await state.hub.reads.read(("owner", execution_id), lambda: reads.owner(state.store, execution_id))
+
+
 class _Joiner:
     """Sends each event once, in offset order, from the history and then the live feed."""
 
@@ -112,19 +158,12 @@ class _Joiner:
             self.finished = True
         return self.every_type or name.startswith(self.prefixes)
 
-    def history_frames(self, stored: Iterable[StoredEvent]) -> Iterator[bytes]:
+    def history_frames(self, events: Iterable[_HistoryEvent]) -> Iterator[bytes]:
         """The frames of the stored events to send, up to and including the terminal event."""
-        execution = str(self.execution_id)
-        for event in stored:
-            payload = event.payload.encode()
-            route = decode_route(payload)
-            if route is None:  # the consumer stores valid events only; never send what we cannot read
-                continue
-            event_id, span_id = str(route.id), str(route.span_id)
-            ends_root = span_id == execution and event.name in TERMINAL_WORKFLOW_EVENT_NAMES
-            if self.take(event.offset, event.name, event_id, ends_root):
-                yield sse_frame(event.offset, event.name, payload)
-            self.history_ids.add(event_id)
+        for event in events:
+            if self.take(event.offset, event.name, event.event_id, event.ends_root):
+                yield event.frame
+            self.history_ids.add(event.event_id)
             if self.finished:
                 return
 
@@ -156,10 +195,10 @@ def _chunks(frames: Iterable[bytes]) -> Iterator[bytes]:
 async def _stream(
     state: AppState, org: str, execution_id: UUID, subscription: Subscription, joiner: _Joiner
 ) -> AsyncIterator[bytes]:
-    stored = await reads.history(state.store, org, execution_id, joiner.last_offset)
-    for chunk in _chunks(joiner.history_frames(stored)):
+    history = await _history(state, org, execution_id, joiner.last_offset)
+    for chunk in _chunks(joiner.history_frames(history)):
         yield chunk
-    del stored  # a long history is not kept for the stream's whole life
+    del history  # a long history is not kept for the stream's whole life
     while not joiner.finished:
         items = await subscription.batch(CHUNK_FRAMES, CHUNK_BYTES)
         if items is None:  # the feed dropped this client (too slow, gone) or is shutting down
@@ -189,7 +228,7 @@ async def execution_events(
     an execution that has not started; resumes after Last-Event-ID with no gap and no duplicate."""
     prefixes = _prefixes(event_types)
     after = _resume_point(last_event_id_header, last_event_id)
-    owner = await reads.owner(state.store, execution_id)
+    owner = await _owner(state, execution_id)
     if owner is not None and owner != org:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
     scope = state.hub.subscribe(execution_id, org)
