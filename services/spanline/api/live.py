@@ -4,7 +4,7 @@ Work is done once per event, never once per subscriber: the hub reads each messa
 a light decode (`lineage.decode_route`), and the first time an event is to reach a subscriber it validates
 it (the full typed decode, result discarded: malformed events, which the consumer sends to the DLQ, are
 never delivered live) and builds its SSE frame bytes. Every subscriber then gets the same `LiveEvent`
-object, frame included; a subscriber's cost per event is one `deque.append`.
+object, frame included; a subscriber's cost per fetched batch is one `deque.extend` and one wake-up.
 
 Each subscriber has a bounded queue; one that falls behind by more than its queue is dropped (its
 `overflowed` flag is set, its queue emptied and its stream ends), so a slow client can neither stall the
@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -145,16 +145,22 @@ class Subscription:
         self.overflowed = False
         self.closed = False
         self._items: deque[LiveEvent] = deque()
+        self._size = 0  # bytes of the queued frames
         self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, item: LiveEvent) -> None:
+        self.offer_many((item,), len(item.frame))
+
+    def offer_many(self, items: Sequence[LiveEvent], size: int) -> None:
+        """Queue events in order (`size`: their frames' bytes); one wake-up for all of them."""
         if self.closed:
             return
-        if len(self._items) >= self.limit:  # the client fell too far behind: drop it
+        if len(self._items) + len(items) > self.limit:  # the client fell too far behind: drop it
             self.overflowed = True
             self.abandon()
             return
-        self._items.append(item)
+        self._items.extend(items)
+        self._size += size
         self._wake()
 
     def close(self) -> None:
@@ -166,6 +172,7 @@ class Subscription:
     def abandon(self) -> None:
         """The reader is gone or too slow: forget what is queued and end at once."""
         self._items.clear()
+        self._size = 0
         self.close()
 
     def pending(self) -> int:
@@ -175,19 +182,27 @@ class Subscription:
         """The next event, or None when the subscription ended (closed, overflowed) or timed out."""
         if not await self._wait(timeout_s):
             return None
-        return self._items.popleft()
+        item = self._items.popleft()
+        self._size -= len(item.frame)
+        return item
 
     async def batch(self, max_items: int, max_bytes: int) -> list[LiveEvent] | None:
         """Everything queued, up to `max_items` events or about `max_bytes` of frames (at least one
         event); waits while nothing is. None when the subscription ended."""
         if not await self._wait(None):
             return None
-        items: list[LiveEvent] = []
+        if len(self._items) <= max_items and self._size <= max_bytes:  # the usual case: take it all
+            items = list(self._items)
+            self._items.clear()
+            self._size = 0
+            return items
+        items = []
         size = 0
         while self._items and len(items) < max_items and size < max_bytes:
             item = self._items.popleft()
             items.append(item)
             size += len(item.frame)
+        self._size -= size
         return items
 
     async def _wait(self, timeout_s: float | None) -> bool:
@@ -367,20 +382,26 @@ class LiveHub:
                 log.exception("live feed read failed; retrying")
                 await asyncio.sleep(1)  # back off before the next read
                 continue
-            for message in messages:
-                self._dispatch(message)
+            self._dispatch(messages)
 
-    def _dispatch(self, message: BusMessage) -> None:
-        item = LiveEvent.route(message, self._default_org)
-        if item is None:
-            return  # the consumer sends it to the DLQ; live listeners never see it
-        buffer = self._remember(item)
-        subscribers = self._subscribers.get((item.root, item.org))
-        # Validate and frame only what someone reads now; the rest when a subscriber takes it from the buffer.
-        if not subscribers or not buffer.prepare(item):
-            return
-        for subscription in subscribers:  # offer() never changes the set, and nothing here awaits
-            subscription.offer(item)
+    def _dispatch(self, messages: Iterable[BusMessage]) -> None:
+        """Route a fetched batch; each subscriber gets its share in one offer (one wake-up per batch)."""
+        routed: dict[tuple[UUID, str], list[LiveEvent]] = {}
+        sizes: dict[tuple[UUID, str], int] = {}
+        for message in messages:
+            item = LiveEvent.route(message, self._default_org)
+            if item is None:
+                continue  # the consumer sends it to the DLQ; live listeners never see it
+            buffer = self._remember(item)
+            key = (item.root, item.org)
+            # Validate and frame only what someone reads now; the rest when a subscriber takes it from the buffer.
+            if key in self._subscribers and buffer.prepare(item):
+                routed.setdefault(key, []).append(item)
+                sizes[key] = sizes.get(key, 0) + len(item.frame)
+        # No await since the items were remembered: no subscriber joins in between (no gap, no duplicate).
+        for key, items in routed.items():
+            for subscription in self._subscribers.get(key, ()):
+                subscription.offer_many(items, sizes[key])
 
     def _remember(self, item: LiveEvent) -> _ExecutionBuffer:
         """Keep the execution's recent events for subscribers that join later; oldest executions go first."""

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 from starlette.types import Message
 
 from spanline.api.deps import AppStateDep, OrgDep
@@ -85,9 +86,6 @@ class _RecentIds:
 
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._ids
-
-    def __bool__(self) -> bool:
-        return bool(self._ids)
 
     def add(self, event_id: str) -> None:
         self._order.append(event_id)
@@ -145,13 +143,13 @@ class _Joiner:
         self.last_offset = after
         self.prefixes = prefixes
         self.every_type = set(prefixes) == set(EVENT_TYPE_PREFIXES.values())  # skip the name check
-        self.history_ids = _RecentIds()  # live copies are marked by the hub; history's need this
+        self.history_ids: _RecentIds | None = None  # live copies are marked by the hub; history's need this
         self.finished = False
 
     def take(self, offset: int, name: str, event_id: str, ends_root: bool, duplicate: bool = False) -> bool:
         """Whether to send this event: new, past the last offset sent, of a wanted type. Notes the
         execution's terminal event (the stream ends after it, sent or filtered out)."""
-        if offset <= self.last_offset or duplicate or (self.history_ids and event_id in self.history_ids):
+        if offset <= self.last_offset or duplicate or (self.history_ids is not None and event_id in self.history_ids):
             return False
         self.last_offset = offset
         if ends_root:
@@ -163,6 +161,8 @@ class _Joiner:
         for event in events:
             if self.take(event.offset, event.name, event.event_id, event.ends_root):
                 yield event.frame
+            if self.history_ids is None:
+                self.history_ids = _RecentIds()
             self.history_ids.add(event.event_id)
             if self.finished:
                 return
@@ -193,22 +193,32 @@ def _chunks(frames: Iterable[bytes]) -> Iterator[bytes]:
 
 
 async def _stream(
-    state: AppState, org: str, execution_id: UUID, subscription: Subscription, joiner: _Joiner
+    state: AppState,
+    org: str,
+    execution_id: UUID,
+    subscription: Subscription,
+    joiner: _Joiner,
+    release: Callable[[], object] = lambda: None,
 ) -> AsyncIterator[bytes]:
-    history = await _history(state, org, execution_id, joiner.last_offset)
-    for chunk in _chunks(joiner.history_frames(history)):
-        yield chunk
-    del history  # a long history is not kept for the stream's whole life
-    while not joiner.finished:
-        items = await subscription.batch(CHUNK_FRAMES, CHUNK_BYTES)
-        if items is None:  # the feed dropped this client (too slow, gone) or is shutting down
-            return
-        chunk = joiner.live_chunk(items)
-        if chunk:
+    """The stream's chunks; `release` (leaving the live feed) runs however it ends. One generator, not a
+    wrapper around another: every wake-up of every subscriber passes through it."""
+    try:
+        history = await _history(state, org, execution_id, joiner.last_offset)
+        for chunk in _chunks(joiner.history_frames(history)):
             yield chunk
-        if subscription.pending():
-            # More was queued than one chunk takes, so batch() will not wait: let other streams run first.
-            await asyncio.sleep(0)
+        del history  # a long history is not kept for the stream's whole life
+        while not joiner.finished:
+            items = await subscription.batch(CHUNK_FRAMES, CHUNK_BYTES)
+            if items is None:  # the feed dropped this client (too slow, gone) or is shutting down
+                return
+            chunk = joiner.live_chunk(items)
+            if chunk:
+                yield chunk
+            if subscription.pending():
+                # More was queued than one chunk takes, so batch() will not wait: let other streams run first.
+                await asyncio.sleep(0)
+    finally:
+        release()
 
 
 @router.get(
@@ -233,20 +243,23 @@ async def execution_events(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
     scope = state.hub.subscribe(execution_id, org)
     subscription = scope.__enter__()  # before reading history, so nothing falls between the two
+    left = False
 
-    async def messages() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in _stream(state, org, execution_id, subscription, _Joiner(execution_id, after, prefixes)):
-                yield chunk
-        finally:
+    def leave() -> None:
+        nonlocal left
+        if not left:
+            left = True
             scope.__exit__(None, None, None)
 
     async def client_gone(_message: Message) -> None:
         subscription.abandon()  # free its queue now; sse-starlette then cancels the stream
 
+    joiner = _Joiner(execution_id, after, prefixes)
     return EventSourceResponse(
-        messages(),
+        _stream(state, org, execution_id, subscription, joiner, leave),
         ping=KEEP_ALIVE_S,
         headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
         client_close_handler_callable=client_gone,
+        # Also when the body never starts (a client gone before the first send): no generator, no finally.
+        background=BackgroundTask(leave),
     )
