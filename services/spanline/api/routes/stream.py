@@ -76,8 +76,8 @@ def _resume_point(header: str | None, query: int | None) -> int:
 
 
 class _RecentIds:
-    """The last `capacity` event ids sent: a copy produced twice follows its original closely, so a bounded
-    window catches it while a long stream's memory stays flat."""
+    """The last `capacity` event ids sent from history: a copy produced twice follows its original closely,
+    so a bounded window catches a live copy of a stored event while a long stream's memory stays flat."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._order: deque[str] = deque()
