@@ -4,6 +4,7 @@ join mid-run, resume without gap or duplicate, many concurrent clients, filters,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -17,7 +18,6 @@ import pytest
 from spanline.api.live import LiveEvent, Subscription
 from spanline.bus.interface import ORG_HEADER, BusMessage
 from spanline.core.config import Settings
-from spanline.events.codec import decode_event
 from spanline.executor.providers.local import LocalProvider
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
@@ -173,6 +173,19 @@ async def wait_for_subscribers(runtime: Runtime, count: int) -> None:
         await asyncio.sleep(0.02)  # poll until the stream has subscribed
 
 
+async def test_a_client_that_hangs_up_is_unsubscribed(runtime: Runtime) -> None:
+    execution_id = uuid.uuid4()  # never starts: only the client's leaving can end this stream
+    reader = asyncio.create_task(read_sse(runtime.client, f"/v1/workflow-executions/{execution_id}/events"))
+    await wait_for_subscribers(runtime, 1)
+    reader.cancel()  # the client closes its connection
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await runtime.client.get("/metrics")).json()["live_subscribers"] > 0:
+        assert asyncio.get_running_loop().time() < deadline, "the stream outlived its client"
+        await asyncio.sleep(0.02)  # poll until the server has noticed
+
+
 async def test_another_organizations_execution_is_404(runtime: Runtime) -> None:
     execution_id = await start_run(runtime)
     await wait_until_stored(runtime, execution_id)
@@ -184,17 +197,19 @@ async def test_another_organizations_execution_is_404(runtime: Runtime) -> None:
     ).status_code == 401
 
 
-def test_a_slow_subscriber_is_dropped_not_buffered_without_bound() -> None:
+async def test_a_slow_subscriber_is_dropped_not_buffered_without_bound() -> None:
     subscription = Subscription(uuid.uuid4(), "acme", limit=3)
-    event = decode_event((EXAMPLES_DIR / "failing.ndjson").read_bytes().splitlines()[0])
-    item = LiveEvent(BusMessage("t", 0, 0, None, b"", (), 0), event)
+    line = (EXAMPLES_DIR / "failing.ndjson").read_bytes().splitlines()[0]
+    item = LiveEvent.route(BusMessage("t", 0, 0, None, line, (), 0), "acme")
+    assert item is not None and item.prepare()
     for _ in range(3):
         subscription.offer(item)
-    assert not subscription.overflowed
+    assert not subscription.overflowed and subscription.pending() == 3
     subscription.offer(item)
     assert subscription.overflowed and subscription.closed
     subscription.offer(item)
-    assert subscription.queue.qsize() == 4  # three events and the end marker, nothing more
+    assert subscription.pending() == 0  # its queue is freed at once, nothing more is buffered
+    assert await subscription.batch(500, 65536) is None  # and its stream ends without waiting
 
 
 def test_the_joiner_sends_each_event_once_and_remembers_a_bounded_window() -> None:
@@ -202,12 +217,12 @@ def test_the_joiner_sends_each_event_once_and_remembers_a_bounded_window() -> No
 
     execution_id = uuid.uuid4()
     joiner = _Joiner(execution_id, -1, ("workflow.", "node."))
-    assert joiner.take(5, "node.execution.initiated", "{}", "e1", "s1") is not None
-    assert joiner.take(5, "node.execution.initiated", "{}", "e1", "s1") is None  # same offset again
-    assert joiner.take(9, "node.execution.initiated", "{}", "e1", "s1") is None  # produced twice: later offset
-    assert joiner.take(3, "node.execution.fulfilled", "{}", "e2", "s1") is None  # behind the last offset sent
-    message = joiner.take(12, "workflow.execution.fulfilled", "{}", "e3", str(execution_id))
-    assert message == {"id": "12", "event": "workflow.execution.fulfilled", "data": "{}"} and joiner.finished
+    assert joiner.take(5, "node.execution.initiated", "e1", False)
+    assert not joiner.take(5, "node.execution.initiated", "e1", False)  # same offset again
+    assert not joiner.take(9, "node.execution.initiated", "e1", False, duplicate=True)  # produced twice (hub-marked)
+    assert not joiner.take(3, "node.execution.fulfilled", "e2", False)  # behind the last offset sent
+    assert not joiner.finished
+    assert joiner.take(12, "workflow.execution.fulfilled", "e3", True) and joiner.finished
     window = _RecentIds(capacity=3)
     for event_id in ("a", "b", "c", "d"):
         window.add(event_id)

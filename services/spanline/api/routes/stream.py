@@ -5,31 +5,50 @@ The `id:` of each message is the event's Kafka offset: an execution's events all
 (they are keyed by the root execution), so offsets are a per-execution monotonic sequence that both the
 stored history (ClickHouse keeps each event's offset) and the live feed carry. Joining is then exact:
 subscribe to the live feed first (it hands over its recent buffer), read the history after the resume
-point, send it, then send live events past the last offset sent. An event produced twice (same id) is
-sent once when its copy comes within the last 10,000 events of the stream.
+point, send it, then send live events past the last offset sent. An event produced twice (same id, later
+offset) is sent once: the live hub marks a copy whose first copy it still buffers, and the stream
+remembers the ids of the last 10,000 events it sent from history.
+
+The stream yields pre-encoded bytes (sse-starlette passes bytes through untouched): live frames are the
+hub's, built once per event and shared by every subscriber, and everything queued when the stream wakes
+up is joined into one chunk (at most `CHUNK_FRAMES` events or about `CHUNK_BYTES`): one ASGI send and
+one socket write per wake-up, not per event. History goes out in chunks of the same size. When the client
+disconnects, its subscription is abandoned at once (queue dropped, stream ended).
+
+The two store reads a new stream makes (the execution's owner, its history) go through the hub's
+`SharedReads`: clients that open the same execution's stream at the same time share each query (and the
+history's frames), each still getting the answer of a read that began after it subscribed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Final
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
+from starlette.types import Message
 
 from spanline.api.deps import AppStateDep, OrgDep
-from spanline.api.live import Subscription
+from spanline.api.live import LiveEvent, Subscription, sse_frame
 from spanline.api.state import AppState
-from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, event_name
+from spanline.events.lineage import decode_route
+from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES
 from spanline.store import execution_reads as reads
+from spanline.store.execution_reads import StoredEvent
 
 router = APIRouter(prefix="/v1", tags=["stream"])
 
 EVENT_TYPE_PREFIXES: Final = {"WORKFLOW": "workflow.", "NODE": "node."}
 KEEP_ALIVE_S: Final = 15
+# One send's worth: enough to amortise the per-send cost, small enough to keep other streams moving.
+CHUNK_FRAMES: Final = 500
+CHUNK_BYTES: Final = 64 * 1024
 
 
 def _prefixes(event_types: str | None) -> tuple[str, ...]:
@@ -57,8 +76,8 @@ def _resume_point(header: str | None, query: int | None) -> int:
 
 
 class _RecentIds:
-    """The last `capacity` event ids sent: a copy produced twice follows its original closely, so a bounded
-    window catches it while a long stream's memory stays flat."""
+    """The last `capacity` event ids sent from history: a copy produced twice follows its original closely,
+    so a bounded window catches a live copy of a stored event while a long stream's memory stays flat."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._order: deque[str] = deque()
@@ -75,6 +94,47 @@ class _RecentIds:
             self._ids.discard(self._order.popleft())
 
 
+@dataclass(frozen=True, slots=True)
+class _HistoryEvent:
+    """A stored event as the joiner reads it, its frame built once for every stream sharing the read."""
+
+    offset: int
+    name: str
+    event_id: str
+    ends_root: bool
+    frame: bytes
+
+
+def _history_events(execution_id: UUID, stored: Iterable[StoredEvent]) -> list[_HistoryEvent]:
+    execution = str(execution_id)
+    events = []
+    for event in stored:
+        payload = event.payload.encode()
+        route = decode_route(payload)
+        if route is None:  # the consumer stores valid events only; never send what we cannot read
+            continue
+        ends_root = str(route.span_id) == execution and event.name in TERMINAL_WORKFLOW_EVENT_NAMES
+        events.append(
+            _HistoryEvent(
+                event.offset, event.name, str(route.id), ends_root, sse_frame(event.offset, event.name, payload)
+            )
+        )
+    return events
+
+
+async def _history(state: AppState, org: str, execution_id: UUID, after: int) -> list[_HistoryEvent]:
+    """The stored events after `after`, shared with the streams that ask at the same time."""
+
+    async def read() -> list[_HistoryEvent]:
+        return _history_events(execution_id, await reads.history(state.store, org, execution_id, after))
+
+    return await state.hub.reads.read(("history", org, execution_id, after), read)
+
+
+async def _owner(state: AppState, execution_id: UUID) -> str | None:
+    return await state.hub.reads.read(("owner", execution_id), lambda: reads.owner(state.store, execution_id))
+
+
 class _Joiner:
     """Sends each event once, in offset order, from the history and then the live feed."""
 
@@ -82,45 +142,83 @@ class _Joiner:
         self.execution_id = execution_id
         self.last_offset = after
         self.prefixes = prefixes
-        self.sent_ids = _RecentIds()
+        self.every_type = set(prefixes) == set(EVENT_TYPE_PREFIXES.values())  # skip the name check
+        self.history_ids: _RecentIds | None = None  # live copies are marked by the hub; history's need this
         self.finished = False
 
-    def take(self, offset: int, name: str, payload: str, event_id: str, span_id: str) -> dict[str, str] | None:
-        if offset <= self.last_offset or event_id in self.sent_ids:
-            return None
+    def take(self, offset: int, name: str, event_id: str, ends_root: bool, duplicate: bool = False) -> bool:
+        """Whether to send this event: new, past the last offset sent, of a wanted type. Notes the
+        execution's terminal event (the stream ends after it, sent or filtered out)."""
+        if offset <= self.last_offset or duplicate or (self.history_ids is not None and event_id in self.history_ids):
+            return False
         self.last_offset = offset
-        self.sent_ids.add(event_id)
-        if span_id == str(self.execution_id) and name in TERMINAL_WORKFLOW_EVENT_NAMES:
+        if ends_root:
             self.finished = True
-        if not name.startswith(self.prefixes):
-            return None
-        return {"id": str(offset), "event": name, "data": payload}
+        return self.every_type or name.startswith(self.prefixes)
+
+    def history_frames(self, events: Iterable[_HistoryEvent]) -> Iterator[bytes]:
+        """The frames of the stored events to send, up to and including the terminal event."""
+        for event in events:
+            if self.take(event.offset, event.name, event.event_id, event.ends_root):
+                yield event.frame
+            if self.history_ids is None:
+                self.history_ids = _RecentIds()
+            self.history_ids.add(event.event_id)
+            if self.finished:
+                return
+
+    def live_chunk(self, items: Sequence[LiveEvent]) -> bytes:
+        """The frames of these live events to send, joined (the same bytes object when only one)."""
+        frames = []
+        for item in items:
+            if self.take(item.offset, item.name, item.event_id, item.ends_root, item.duplicate):
+                frames.append(item.frame)
+            if self.finished:
+                break
+        return b"".join(frames)
+
+
+def _chunks(frames: Iterable[bytes]) -> Iterator[bytes]:
+    """Frames joined into chunks of at most CHUNK_FRAMES frames or about CHUNK_BYTES."""
+    batch: list[bytes] = []
+    size = 0
+    for frame in frames:
+        batch.append(frame)
+        size += len(frame)
+        if len(batch) >= CHUNK_FRAMES or size >= CHUNK_BYTES:
+            yield b"".join(batch)
+            batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 async def _stream(
-    state: AppState, org: str, execution_id: UUID, subscription: Subscription, joiner: _Joiner
-) -> AsyncIterator[dict[str, str]]:
-    for stored in await reads.history(state.store, org, execution_id, joiner.last_offset):
-        document = orjson.loads(stored.payload)
-        message = joiner.take(stored.offset, stored.name, stored.payload, document["id"], document["span_id"])
-        if message is not None:
-            yield message
-        if joiner.finished:
-            return
-    while not joiner.finished:
-        item = await subscription.next()
-        if item is None:  # the feed dropped this client (too slow) or is shutting down
-            return
-        event = item.event
-        message = joiner.take(
-            item.message.offset,
-            event_name(event),
-            item.message.value.decode(),
-            str(event.id),
-            str(event.span_id),
-        )
-        if message is not None:
-            yield message
+    state: AppState,
+    org: str,
+    execution_id: UUID,
+    subscription: Subscription,
+    joiner: _Joiner,
+    release: Callable[[], object] = lambda: None,
+) -> AsyncIterator[bytes]:
+    """The stream's chunks; `release` (leaving the live feed) runs however it ends. One generator, not a
+    wrapper around another: every wake-up of every subscriber passes through it."""
+    try:
+        history = await _history(state, org, execution_id, joiner.last_offset)
+        for chunk in _chunks(joiner.history_frames(history)):
+            yield chunk
+        del history  # a long history is not kept for the stream's whole life
+        while not joiner.finished:
+            items = await subscription.batch(CHUNK_FRAMES, CHUNK_BYTES)
+            if items is None:  # the feed dropped this client (too slow, gone) or is shutting down
+                return
+            chunk = joiner.live_chunk(items)
+            if chunk:
+                yield chunk
+            if subscription.pending():
+                # More was queued than one chunk takes, so batch() will not wait: let other streams run first.
+                await asyncio.sleep(0)
+    finally:
+        release()
 
 
 @router.get(
@@ -140,21 +238,28 @@ async def execution_events(
     an execution that has not started; resumes after Last-Event-ID with no gap and no duplicate."""
     prefixes = _prefixes(event_types)
     after = _resume_point(last_event_id_header, last_event_id)
-    owner = await reads.owner(state.store, execution_id)
+    owner = await _owner(state, execution_id)
     if owner is not None and owner != org:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
     scope = state.hub.subscribe(execution_id, org)
     subscription = scope.__enter__()  # before reading history, so nothing falls between the two
+    left = False
 
-    async def messages() -> AsyncIterator[dict[str, str]]:
-        try:
-            async for message in _stream(
-                state, org, execution_id, subscription, _Joiner(execution_id, after, prefixes)
-            ):
-                yield message
-        finally:
+    def leave() -> None:
+        nonlocal left
+        if not left:
+            left = True
             scope.__exit__(None, None, None)
 
+    async def client_gone(_message: Message) -> None:
+        subscription.abandon()  # free its queue now; sse-starlette then cancels the stream
+
+    joiner = _Joiner(execution_id, after, prefixes)
     return EventSourceResponse(
-        messages(), ping=KEEP_ALIVE_S, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+        _stream(state, org, execution_id, subscription, joiner, leave),
+        ping=KEEP_ALIVE_S,
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+        client_close_handler_callable=client_gone,
+        # Also when the body never starts (a client gone before the first send): no generator, no finally.
+        background=BackgroundTask(leave),
     )
