@@ -200,6 +200,7 @@ def monitor_and_finish(
         "rate_target_events_per_s": args.rate,
         "subscribers": args.subscribers,
         "consumer_poll_ms": args.poll_ms,
+        "kafka_fetch": shared["kafka_fetch"],
         "consumer_still_running": not consumer.done(),
         "emitter": emitted,
         "emitter_process": "the API's" if broker is None else "the client's (a separate process, like an executor)",
@@ -235,8 +236,7 @@ async def server(args: argparse.Namespace) -> None:
     from tests.live_server import serve
 
     from spanline.api.app import create_app
-    from spanline.bus.kafka import KafkaBus
-    from spanline.bus.memory import MemoryBus
+    from spanline.bus.factory import create_bus
     from spanline.consumer.metrics import ConsumerMetrics
     from spanline.consumer.service import run_consumer, tune_gc_for_batches
     from spanline.core.config import Settings
@@ -259,7 +259,7 @@ async def server(args: argparse.Namespace) -> None:
             consumer_group=f"live-{suffix}",
             consumer_poll_ms=args.poll_ms,
         )
-        bus: Any = KafkaBus(broker.bootstrap) if broker else MemoryBus(default_partitions=settings.topic_partitions)
+        bus: Any = create_bus(settings)  # SPANLINE_KAFKA_FETCH_* from the environment apply
         await bus.create_topics([settings.events_topic, settings.dlq_topic], settings.topic_partitions)
         store = Store(settings.clickhouse_dsn, threads=settings.store_threads)
         await store.run(lambda client: apply_migrations(client, settings.schemas_dir / "clickhouse"))
@@ -305,7 +305,12 @@ async def server(args: argparse.Namespace) -> None:
                 if client.poll() is not None:
                     raise RuntimeError("the client process exited before connecting")
                 await asyncio.sleep(0.1)
-            shared: dict[str, Any] = {}
+            shared: dict[str, Any] = {
+                "kafka_fetch": {
+                    "min_bytes": settings.kafka_fetch_min_bytes,
+                    "max_wait_ms": settings.kafka_fetch_max_wait_ms,
+                }
+            }
             # The monitor is a thread, not a task: at 1,000 subscribers the event loop is saturated for minutes
             # (it keeps feeding streams whose clients have gone), and the figures must not wait for it.
             monitor = threading.Thread(

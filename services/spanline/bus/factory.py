@@ -15,6 +15,8 @@ def create_bus(settings: Settings) -> Bus:
             compression=settings.kafka_compression,
             linger_ms=settings.kafka_linger_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            fetch_min_bytes=settings.kafka_fetch_min_bytes,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
     return MemoryBus(default_partitions=settings.topic_partitions)
 

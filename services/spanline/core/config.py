@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     kafka_compression: Compression = "lz4"
     kafka_linger_ms: int = Field(default=10, ge=0, le=1000)
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
+    kafka_fetch_min_bytes: int = Field(default=1, ge=1, le=50 * 1024 * 1024)
+    kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=60_000)
     default_org: str = Field(default="default", min_length=1)
     max_event_bytes: int = Field(default=1_048_576, ge=1024)
     consumer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
