@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -161,6 +162,21 @@ async def warm_up(bus: Any, topic: str, metrics: Any) -> None:
         await asyncio.sleep(0.05)
 
 
+def record_gc_pauses() -> dict[str, list[float]]:
+    """Every garbage collection's pause (ms) by generation: a candidate for event-loop stalls."""
+    pauses: dict[str, list[float]] = {"0": [], "1": [], "2": []}
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[str(info["generation"])].append(round((time.perf_counter() - started[0]) * 1000, 2))
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
 def monitor_and_finish(
     args: argparse.Namespace,
     facts: dict[str, Any],
@@ -202,6 +218,13 @@ def monitor_and_finish(
         "consumer_poll_ms": args.poll_ms,
         "kafka_fetch": shared["kafka_fetch"],
         "consumer_still_running": not consumer.done(),
+        "consumer_stage_seconds": {k: round(v, 2) for k, v in sorted(consumer_metrics.stage_seconds.items())},
+        "consumer_batches": consumer_metrics.batches,
+        "gc_gen0_threshold": args.gc_gen0,
+        "gc_pauses_ms": {
+            generation: {"n": len(pauses), "max": max(pauses, default=0.0), "total": round(sum(pauses), 1)}
+            for generation, pauses in shared["gc_pauses_ms"].items()
+        },
         "emitter": emitted,
         "emitter_process": "the API's" if broker is None else "the client's (a separate process, like an executor)",
         "consumer_lag_events_when_emission_ended": None
@@ -245,7 +268,8 @@ async def server(args: argparse.Namespace) -> None:
     from spanline.store.store import Store
 
     facts = machine()
-    tune_gc_for_batches()
+    tune_gc_for_batches(args.gc_gen0)
+    gc_pauses = record_gc_pauses()
     broker = None if args.memory_bus else KafkaBroker(heap="768m")
     if broker is not None:
         broker.start()
@@ -306,10 +330,11 @@ async def server(args: argparse.Namespace) -> None:
                     raise RuntimeError("the client process exited before connecting")
                 await asyncio.sleep(0.1)
             shared: dict[str, Any] = {
+                "gc_pauses_ms": gc_pauses,
                 "kafka_fetch": {
                     "min_bytes": settings.kafka_fetch_min_bytes,
                     "max_wait_ms": settings.kafka_fetch_max_wait_ms,
-                }
+                },
             }
             # The monitor is a thread, not a task: at 1,000 subscribers the event loop is saturated for minutes
             # (it keeps feeding streams whose clients have gone), and the figures must not wait for it.
@@ -466,6 +491,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--poll-ms", type=int, default=50, help="the consumer's poll timeout (batch wait)")
     parser.add_argument("--memory-bus", action="store_true", help="the in-process bus instead of real Kafka")
+    parser.add_argument("--gc-gen0", type=int, default=10_000, help="the API process's gen-0 GC threshold (as dev)")
     parser.add_argument("--name", default="live")
     args = parser.parse_args()
     if args.command == "client":

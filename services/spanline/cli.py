@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from spanline.api.app import create_app
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.consumer.metrics import ConsumerMetrics
-from spanline.consumer.service import run_consumer, tune_gc_for_batches
+from spanline.consumer.service import SERVING_GEN0_THRESHOLD, run_consumer, tune_gc_for_batches
 from spanline.core.config import Settings
 from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
@@ -249,7 +249,7 @@ def dev(
             )
             stopping = asyncio.Event()
             worker = asyncio.create_task(ExecutorWorker(bus, settings).run(stopping), name="executor")
-            tune_gc_for_batches()
+            tune_gc_for_batches(SERVING_GEN0_THRESHOLD)  # the consumer shares the process with live streams
             metrics = ConsumerMetrics()
             consumer = asyncio.create_task(
                 run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stopping), name="consumer"
