@@ -45,8 +45,8 @@ def generate_executions(
     ]
 
 
-async def ingest(store: Store, executions: Sequence[Execution], *, batches: int = 3) -> None:
-    """Every event once, in random-sized batches, through the consumer's decode → rows → writer path."""
+def messages_of(executions: Sequence[Execution]) -> list[BusMessage]:
+    """Every event once, as Kafka would deliver it: keyed by execution, offsets in order per partition."""
     messages: list[BusMessage] = []
     offsets = [0] * PARTITIONS
     for execution in executions:
@@ -56,6 +56,12 @@ async def ingest(store: Store, executions: Sequence[Execution], *, batches: int 
         for payload in execution.payloads():
             messages.append(BusMessage("spanline.events", partition, offsets[partition], key, payload, headers, 0))
             offsets[partition] += 1
+    return messages
+
+
+async def ingest(store: Store, executions: Sequence[Execution], *, batches: int = 3) -> None:
+    """Every event once, in random-sized batches, through the consumer's decode → rows → writer path."""
+    messages = messages_of(executions)
     await write_messages(store, messages, batch_size=max(1, -(-len(messages) // batches)), default_org=DEFAULT_ORG)
 
 

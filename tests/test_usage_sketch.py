@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from spanline.bus.interface import ORG_HEADER, BusMessage
-from spanline.bus.partitioning import partition_for_key
+from spanline.bus.interface import BusMessage
 from spanline.consumer import derive
 from spanline.consumer.readback import snapshot
 from spanline.core.config import Settings
@@ -25,7 +24,7 @@ from spanline.store.api_keys import create_api_key
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 from spanline.store.usage_queries import build_usage_sql, parse_usage_query, shape_rows, whole_hours
-from tests.api_data import DEFAULT_ORG, PARTITIONS, Call, api_client, calls_of, generate_executions
+from tests.api_data import DEFAULT_ORG, Call, api_client, calls_of, generate_executions, messages_of
 from tests.conftest import PROJECT_ROOT, dsn_with_database
 from tests.consumer_events import Execution
 from tests.store_ingest import write_messages
@@ -69,20 +68,6 @@ def spread_latencies(rng: random.Random, executions: Sequence[Execution]) -> Non
             for usage in (event["body"].get("usage_result") or {}).get("usage", []):
                 nanos = 0 if rng.random() < 0.01 else int(10 ** rng.uniform(5, 11.8))
                 usage["ml_model_usage"]["compute_nanos"] = nanos
-
-
-def messages_of(executions: Sequence[Execution]) -> list[BusMessage]:
-    """Every event once, as Kafka would deliver it: keyed by execution, offsets in order per partition."""
-    messages: list[BusMessage] = []
-    offsets = [0] * PARTITIONS
-    for execution in executions:
-        key = execution.execution_id.encode()
-        partition = partition_for_key(key, PARTITIONS)
-        headers = ((ORG_HEADER, execution.org.encode()),) if execution.org else ()
-        for payload in execution.payloads():
-            messages.append(BusMessage("spanline.events", partition, offsets[partition], key, payload, headers, 0))
-            offsets[partition] += 1
-    return messages
 
 
 def scrambled(rng: random.Random, messages: list[BusMessage]) -> list[list[BusMessage]]:

@@ -31,7 +31,8 @@ from uuid import UUID
 
 from sse_starlette import ServerSentEvent
 
-from spanline.bus.interface import ORG_HEADER, Bus, BusConsumer, BusMessage, TopicPartition
+from spanline.bus.interface import Bus, BusConsumer, BusMessage, TopicPartition
+from spanline.consumer.decode import org_of
 from spanline.events.codec import EventDecodeError, decode_event
 from spanline.events.lineage import decode_route, route_root_execution_id
 from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, Event
@@ -90,7 +91,7 @@ class LiveEvent:
     @classmethod
     def route(cls, message: BusMessage, default_org: str) -> LiveEvent | None:
         """The message's routing fields, or None when it cannot be routed (the consumer DLQs those)."""
-        org = _org_of(message, default_org)
+        org = org_of(message, default_org)  # the consumer's rule, so live and stored agree
         if org is None:
             return None
         route = decode_route(message.value)
@@ -121,18 +122,6 @@ class LiveEvent:
         if self._event is None:
             self._event = decode_event(self.message.value)
         return self._event
-
-
-def _org_of(message: BusMessage, default_org: str) -> str | None:
-    """The consumer's rule (consumer/decode.py): no header → default; undecodable or blank → rejected."""
-    raw = message.header(ORG_HEADER)
-    if raw is None:
-        return default_org
-    try:
-        org = raw.decode()
-    except UnicodeDecodeError:
-        return None
-    return org if org.strip() else None
 
 
 class Subscription:

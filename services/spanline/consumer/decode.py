@@ -33,7 +33,7 @@ class RejectedMessage:
 
 
 def decode_message(message: BusMessage, *, default_org: str, max_bytes: int) -> AcceptedEvent | RejectedMessage:
-    org = _org_of(message, default_org)
+    org = org_of(message, default_org)
     if org is None:
         return RejectedMessage(message, "bad_org", f"the {ORG_HEADER} header is not a non-empty UTF-8 name")
     try:
@@ -46,7 +46,8 @@ def decode_message(message: BusMessage, *, default_org: str, max_bytes: int) -> 
     return AcceptedEvent(event, org, execution_id, message.partition, message.offset, message.value)
 
 
-def _org_of(message: BusMessage, default_org: str) -> str | None:
+def org_of(message: BusMessage, default_org: str) -> str | None:
+    """The organization a message belongs to: no header → the default; undecodable or blank → None."""
     raw = message.header(ORG_HEADER)
     if raw is None:
         return default_org
