@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
 import statistics
 import subprocess
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -80,3 +82,22 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return path
+
+
+async def consume_all(settings: Any, store: Any, bus: Any, produced: int) -> tuple[Any, float]:
+    """Run the consumer service until it has committed `produced` events; its metrics and the seconds taken."""
+    from spanline.consumer.metrics import ConsumerMetrics
+    from spanline.consumer.service import run_consumer
+
+    metrics = ConsumerMetrics()
+    stop = asyncio.Event()
+    began = time.perf_counter()
+    task = asyncio.create_task(run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stop))
+    while metrics.events + metrics.dlq < produced:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - began
+    stop.set()
+    await task
+    return metrics, elapsed

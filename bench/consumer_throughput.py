@@ -14,18 +14,17 @@ import os
 import platform
 import random
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime
 
 from tests.consumer_events import generate_execution
 
+from bench.common import consume_all
 from spanline.bus.interface import ORG_HEADER, Bus
 from spanline.bus.kafka import KafkaBus
 from spanline.bus.memory import MemoryBus
-from spanline.consumer.metrics import ConsumerMetrics
 from spanline.consumer.readback import totals
-from spanline.consumer.service import run_consumer, tune_gc_for_batches
+from spanline.consumer.service import tune_gc_for_batches
 from spanline.core.config import Settings
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
@@ -61,17 +60,7 @@ async def main(events: int, batch: int, kafka: str | None) -> dict[str, object]:
 
     store = Store(settings.clickhouse_dsn, threads=settings.store_threads)
     await store.run(lambda client: apply_migrations(client, settings.schemas_dir / "clickhouse"))
-    metrics = ConsumerMetrics()
-    stop = asyncio.Event()
-    began = time.perf_counter()
-    task = asyncio.create_task(run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stop))
-    while metrics.events + metrics.dlq < produced:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - began
-    stop.set()
-    await task
+    metrics, elapsed = await consume_all(settings, store, bus, produced)
     result = await totals(store)
     store.close()
     await bus.close()

@@ -39,14 +39,13 @@ from typing import Any
 from tests.consumer_events import generate_execution
 from tests.kafka.broker import KafkaBroker
 
-from bench.common import machine, write_result
+from bench.common import consume_all, machine, write_result
 from spanline.bus.interface import ORG_HEADER, BusMessage
 from spanline.bus.kafka import KafkaBus
 from spanline.consumer.decode import AcceptedEvent, decode_message
-from spanline.consumer.metrics import ConsumerMetrics
 from spanline.consumer.readback import totals
 from spanline.consumer.rows import BatchRows, build_rows
-from spanline.consumer.service import run_consumer, tune_gc_for_batches
+from spanline.consumer.service import tune_gc_for_batches
 from spanline.consumer.writer import EventBatchWriter
 from spanline.core.config import Settings
 from spanline.store.migrations import apply_migrations
@@ -179,19 +178,9 @@ async def main(events: int, batch: int, sample: int) -> dict[str, Any]:
         await warm_group_coordinator(bus, settings.events_topic)
         store = Store(settings.clickhouse_dsn, threads=settings.store_threads)
         await store.run(lambda client: apply_migrations(client, settings.schemas_dir / "clickhouse"))
-        metrics = ConsumerMetrics()
-        stop = asyncio.Event()
         cpu = cpu_seconds()
-        began = time.perf_counter()
-        task = asyncio.create_task(run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stop))
-        while metrics.events + metrics.dlq < produced:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - began
+        metrics, elapsed = await consume_all(settings, store, bus, produced)
         pipeline_cpu = cpu_seconds() - cpu
-        stop.set()
-        await task
         stored = await totals(store)
         store.close()
         assert stored["events"] == produced, stored
