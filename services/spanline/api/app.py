@@ -14,8 +14,20 @@ from spanline import __version__
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
-from spanline.api.routes import execute, executions, health, interactly, organization, runs, stream, usage, workflows
+from spanline.api.routes import (
+    execute,
+    executions,
+    health,
+    interactly,
+    organization,
+    runs,
+    skeleton,
+    stream,
+    usage,
+    workflows,
+)
 from spanline.api.state import AppState
+from spanline.api.ui import router as ui
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
 from spanline.consumer.metrics import ConsumerMetrics
@@ -72,10 +84,12 @@ def create_app(
         workflows.router,
         execute.router,
         executions.router,
+        skeleton.router,
         stream.router,
         usage.router,
         runs.router,
         interactly.router,
+        ui.router,
     ):
         app.include_router(router)
     return app

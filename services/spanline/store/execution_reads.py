@@ -204,6 +204,13 @@ class ExecutionSummary:
     sort_ts: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionFilters:
+    external_id: str | None = None
+    started_from: datetime | None = None  # inclusive
+    started_to: datetime | None = None  # exclusive
+
+
 async def list_executions(
     store: Store,
     org: str,
@@ -212,22 +219,39 @@ async def list_executions(
     workflow: str | None = None,
     status: str | None = None,
     before: tuple[datetime, UUID] | None = None,
+    filters: ExecutionFilters | None = None,
 ) -> list[ExecutionSummary]:
     """Newest first; `before` is the (sort_ts, execution_id) keyset cursor of the previous page's last row."""
-    filters: list[str] = []
+    conditions: list[str] = []
     parameters: dict[str, Any] = {"org": org, "limit": limit}
+    if filters is not None:
+        conditions += _more_conditions(filters, parameters)
     if workflow is not None:
         try:
             parameters["workflow_id"] = UUID(workflow)
-            filters.append("AND workflow_id = {workflow_id:UUID}")
+            conditions.append("AND workflow_id = {workflow_id:UUID}")
         except ValueError:
             parameters["workflow_name"] = workflow
-            filters.append("AND workflow_name = {workflow_name:String}")
+            conditions.append("AND workflow_name = {workflow_name:String}")
     if status is not None:
         parameters["status"] = status
-        filters.append("AND status = {status:String}")
+        conditions.append("AND status = {status:String}")
     if before is not None:
         parameters["cursor_ts"], parameters["cursor_id"] = before
-        filters.append("AND (sort_ts, execution_id) < ({cursor_ts:DateTime64(6, 'UTC')}, {cursor_id:UUID})")
-    rows = await store.query(_LIST.replace("{filters}", " ".join(filters)), parameters)
+        conditions.append("AND (sort_ts, execution_id) < ({cursor_ts:DateTime64(6, 'UTC')}, {cursor_id:UUID})")
+    rows = await store.query(_LIST.replace("{filters}", " ".join(conditions)), parameters)
     return [ExecutionSummary(*row) for row in rows]
+
+
+def _more_conditions(filters: ExecutionFilters, parameters: dict[str, Any]) -> list[str]:
+    conditions = []
+    if filters.external_id is not None:
+        parameters["external_id"] = filters.external_id
+        conditions.append("AND external_id = {external_id:String}")
+    if filters.started_from is not None:
+        parameters["started_from"] = filters.started_from
+        conditions.append("AND start_ts >= {started_from:DateTime64(6, 'UTC')}")
+    if filters.started_to is not None:
+        parameters["started_to"] = filters.started_to
+        conditions.append("AND start_ts < {started_to:DateTime64(6, 'UTC')}")
+    return conditions
