@@ -3,17 +3,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlparse
 
+import orjson
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Request, expect
 
+from spanline.bus.interface import ORG_HEADER
 from spanline.core.config import Settings
 from spanline.executor.providers.local import LocalProvider
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
 from tests.executor_runtime import Runtime, executor_runtime
-from tests.ui_support import SCREENSHOTS, VIEWPORT, chromium, sign_in, store_run
+from tests.store_ingest import ingest
+from tests.tcp_proxy import TcpProxy
+from tests.test_execution_detail import big_execution
+from tests.test_sse_events import wait_for_subscribers
+from tests.ui_support import SCREENSHOTS, VIEWPORT, chromium, example_run, sign_in, store_run
 
 
 @pytest.fixture
@@ -138,3 +147,104 @@ async def test_another_organizations_run_shows_nothing_of_it(runtime: Runtime, u
         assert secret not in text
     await page.goto(runtime.base_url + "/ui/executions")
     await expect(page.locator("#runs-status")).to_have_text("No runs match.")
+
+
+async def test_a_run_started_after_its_page_opened_streams_in_and_resumes_after_a_drop(
+    runtime: Runtime, ui_page: Page
+) -> None:
+    page = ui_page
+    execution_id, payloads = example_run("research-nested")
+    events_requests: list[dict[str, str]] = []
+    resumed = asyncio.Event()
+
+    def on_request(request: Request) -> None:
+        if "/events" in request.url:
+            events_requests.append(request.headers)
+            if "last-event-id" in request.headers:
+                resumed.set()
+
+    page.on("request", on_request)
+    proxy = TcpProxy(int(runtime.base_url.rsplit(":", 1)[1]))
+    await proxy.start()
+    try:
+        await stream_through_a_drop(runtime, page, proxy, execution_id, payloads, resumed)
+    finally:
+        await proxy.close()
+    resumed_from = [headers["last-event-id"] for headers in events_requests if "last-event-id" in headers]
+    assert resumed_from and int(resumed_from[0]) >= 1
+
+
+async def stream_through_a_drop(
+    runtime: Runtime, page: Page, proxy: TcpProxy, execution_id: str, payloads: list[bytes], resumed: asyncio.Event
+) -> None:
+    await sign_in(page, f"http://127.0.0.1:{proxy.port}", runtime.key, f"/ui/executions/{execution_id}")
+    await expect(page.locator("h1")).to_have_text("Waiting for the run to start…")
+    await wait_for_subscribers(runtime, 1)
+    producer = runtime.bus.producer()
+
+    async def emit(batch: list[bytes]) -> None:
+        for payload in batch:
+            await producer.send(
+                runtime.settings.events_topic, payload, key=execution_id.encode(), headers=((ORG_HEADER, b"acme"),)
+            )
+
+    events = [orjson.loads(payload) for payload in payloads]
+    first_node = events[1]["span_id"]
+    await emit(payloads[:2])  # the workflow and its first node start
+    await expect(page.locator(f'[data-span-id="{first_node}"]')).to_have_attribute("data-status", "INITIATED")
+    await expect(page.locator("#run-status")).to_have_text("INITIATED")
+
+    # The connection drops; events emitted meanwhile arrive after the page resumes from Last-Event-ID.
+    proxy.drop()
+    await emit(payloads[2:-1])
+    await asyncio.wait_for(resumed.wait(), 30)
+    await emit(payloads[-1:])
+    await expect(page.locator("#run-status")).to_have_text("FULFILLED", timeout=20_000)
+    span_ids = {event["span_id"] for event in events}
+    await expect(page.locator("[data-span-id]")).to_have_count(len(span_ids))
+    await expect(page.locator('[data-span-id][data-status="FULFILLED"]')).to_have_count(len(span_ids))
+
+
+async def test_a_100000_span_run_scrolls_to_its_last_span_with_at_most_1000_rows(
+    runtime: Runtime, ui_page: Page
+) -> None:
+    page = ui_page
+    execution_id = uuid.uuid4()
+    payloads, order = big_execution(execution_id, 100_000)
+    await ingest(runtime.store, payloads, org="acme", key=str(execution_id).encode())
+    detail_cursors: list[str] = []
+    page.on("request", lambda r: "/detail" in r.url and detail_cursors.append(cursor_of(r.url)))
+    await sign_in(page, runtime.base_url, runtime.key, f"/ui/executions/{execution_id}")
+    await expect(page.locator(f'[data-span-id="{order[1][1]}"]')).to_be_visible(timeout=60_000)
+    await page.evaluate(MAX_ROWS_PROBE)
+    tree = page.locator("#span-tree")
+    await tree.focus()
+    for step in range(1, 11):  # scroll down through the run a tenth at a time
+        await tree.evaluate("(el, step) => { el.scrollTop = el.scrollHeight * step / 10; }", step)
+        index = min(len(order) - 1, (len(order) * step) // 10 - 5)
+        await expect(page.locator(f'[data-span-id="{order[index][1]}"]')).to_be_attached()
+    await page.keyboard.press("End")
+    last = order[-1][1]
+    await expect(page.locator(f'[data-span-id="{last}"]')).to_be_in_viewport()
+    await expect(page.locator(f'[data-span-id="{last}"]')).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#span-detail")).to_contain_text("Events")
+    most = await page.evaluate("window.__mostSpanRows")
+    assert 0 < most <= 1000, most
+    # The last page came from the detail API's keyset cursor (the span before it), not by walking pages.
+    assert order[len(order) - 100 - 1][1] in detail_cursors
+    assert len(detail_cursors) < 50
+    await page.screenshot(path=str(SCREENSHOTS / "run-100k.png"))
+
+
+def cursor_of(url: str) -> str:
+    return parse_qs(urlparse(url).query).get("prev_span_id", [""])[0]
+
+
+# Counts the span rows in the DOM after every change, keeping the most ever seen.
+MAX_ROWS_PROBE = """() => {
+  window.__mostSpanRows = document.querySelectorAll('[data-span-id]').length;
+  new MutationObserver(() => {
+    const rows = document.querySelectorAll('[data-span-id]').length;
+    if (rows > window.__mostSpanRows) window.__mostSpanRows = rows;
+  }).observe(document.body, { childList: true, subtree: true });
+}"""
