@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlparse
 
 import orjson
@@ -17,10 +20,12 @@ from spanline.core.config import Settings
 from spanline.executor.providers.local import LocalProvider
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
+from tests.api_data import generate_executions
+from tests.api_data import ingest as ingest_runs
+from tests.big_run import big_run
 from tests.executor_runtime import Runtime, executor_runtime
 from tests.store_ingest import ingest
 from tests.tcp_proxy import TcpProxy
-from tests.test_execution_detail import big_execution
 from tests.test_sse_events import wait_for_subscribers
 from tests.ui_support import SCREENSHOTS, VIEWPORT, chromium, example_run, sign_in, store_run
 
@@ -209,29 +214,31 @@ async def test_a_100000_span_run_scrolls_to_its_last_span_with_at_most_1000_rows
     runtime: Runtime, ui_page: Page
 ) -> None:
     page = ui_page
-    execution_id = uuid.uuid4()
-    payloads, order = big_execution(execution_id, 100_000)
-    await ingest(runtime.store, payloads, org="acme", key=str(execution_id).encode())
+    execution_id = str(uuid.uuid4())
+    payloads, order = big_run(execution_id, batches=271, steps=367)
+    assert len(order) == 100_000
+    await ingest(runtime.store, payloads, org="acme", key=execution_id.encode())
     detail_cursors: list[str] = []
     page.on("request", lambda r: "/detail" in r.url and detail_cursors.append(cursor_of(r.url)))
     await sign_in(page, runtime.base_url, runtime.key, f"/ui/executions/{execution_id}")
-    await expect(page.locator(f'[data-span-id="{order[1][1]}"]')).to_be_visible(timeout=60_000)
+    await expect(page.locator(f'[data-span-id="{order[1]}"]')).to_be_visible(timeout=60_000)
     await page.evaluate(MAX_ROWS_PROBE)
     tree = page.locator("#span-tree")
     await tree.focus()
     for step in range(1, 11):  # scroll down through the run a tenth at a time
         await tree.evaluate("(el, step) => { el.scrollTop = el.scrollHeight * step / 10; }", step)
         index = min(len(order) - 1, (len(order) * step) // 10 - 5)
-        await expect(page.locator(f'[data-span-id="{order[index][1]}"]')).to_be_attached()
+        await expect(page.locator(f'[data-span-id="{order[index]}"]')).to_be_attached()
     await page.keyboard.press("End")
-    last = order[-1][1]
+    last = order[-1]
     await expect(page.locator(f'[data-span-id="{last}"]')).to_be_in_viewport()
     await expect(page.locator(f'[data-span-id="{last}"]')).to_have_attribute("aria-selected", "true")
-    await expect(page.locator("#span-detail")).to_contain_text("Events")
+    await expect(page.locator("#span-detail")).to_contain_text("Events (2)")
+    await expect(page.locator("#run-status")).to_have_text("FULFILLED")
     most = await page.evaluate("window.__mostSpanRows")
     assert 0 < most <= 1000, most
     # The last page came from the detail API's keyset cursor (the span before it), not by walking pages.
-    assert order[len(order) - 100 - 1][1] in detail_cursors
+    assert order[len(order) - 100 - 1] in detail_cursors
     assert len(detail_cursors) < 50
     await page.screenshot(path=str(SCREENSHOTS / "run-100k.png"))
 
@@ -248,3 +255,61 @@ MAX_ROWS_PROBE = """() => {
     if (rows > window.__mostSpanRows) window.__mostSpanRows = rows;
   }).observe(document.body, { childList: true, subtree: true });
 }"""
+
+
+async def test_the_usage_charts_plot_the_numbers_the_api_gives(runtime: Runtime, ui_page: Page) -> None:
+    page = ui_page
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    await ingest_runs(runtime.store, generate_executions(random.Random(14), 60, orgs=["acme"], start=start, days=1))
+    query = {
+        "from": "2026-11-02T00:00:00Z",
+        "to": "2026-11-03T00:00:00Z",
+        "dimensions": ["model"],
+        "measures": ["cost_usd", "total_tokens", "calls", "latency_p50", "latency_p95"],
+        "granularity": "hour",
+        "limit": 10000,
+    }
+    rows = (await runtime.client.post("/v1/usage/query", json=query)).json()["rows"]
+    assert rows, "the example runs have model calls"
+    await sign_in(
+        page, runtime.base_url, runtime.key, "/ui/usage?from=2026-11-02T00:00&to=2026-11-03T00:00&granularity=hour"
+    )
+    await expect(page.locator("#usage-table tbody tr")).to_have_count(len(rows))
+    models = sorted({row["model"] for row in rows})
+    buckets = sorted({row["bucket"] for row in rows})
+    value = {(row["bucket"], row["model"]): row for row in rows}
+    for chart, measures in (("cost", ["cost_usd"]), ("tokens", ["total_tokens"]), ("calls", ["calls"])):
+        plotted = await page.locator(f"#chart-{chart}").evaluate("el => el.uplot.data")
+        assert plotted[0] == [datetime.fromisoformat(bucket).timestamp() for bucket in buckets]
+        expected = [[value.get((b, m), {}).get(measure) for b in buckets] for m in models for measure in measures]
+        assert plotted[1:] == expected, chart
+    latency = await page.locator("#chart-latency").evaluate("el => el.uplot.data")
+    assert latency[1:] == [
+        [value.get((b, m), {}).get(measure) for b in buckets]
+        for m in models
+        for measure in ("latency_p50", "latency_p95")
+    ]
+    labels = await page.locator("#chart-cost").evaluate("el => el.uplot.series.slice(1).map(s => s.label)")
+    assert labels == models
+    await page.screenshot(path=str(SCREENSHOTS / "usage.png"))
+
+
+async def test_a_workflow_is_drawn_and_its_form_starts_a_run_that_goes_live(runtime: Runtime, ui_page: Page) -> None:
+    page = ui_page
+    await sign_in(page, runtime.base_url, runtime.key, "/ui/workflows")
+    await page.click("#workflow-list >> text=research")
+    workflow = (await runtime.client.get("/api/v1/workflow/workflows/research")).json()
+    await expect(page.locator("#workflow-graph [data-node-id]")).to_have_count(len(workflow["nodes"]))
+    await expect(page.locator("#workflow-graph [data-edge]")).to_have_count(len(workflow["edges"]))
+    assert workflow["edges"] and workflow["versions"][0]["version"] == workflow["version"]
+    await page.screenshot(path=str(SCREENSHOTS / "workflow.png"))
+    await page.fill("#input-question", "why keys?")
+    await page.click("text=Start run")
+    await expect(page).to_have_url(re.compile(r"/ui/executions/[0-9a-f-]{36}$"))
+    execution_id = page.url.rsplit("/", 1)[1]
+    await expect(page.locator("#run-status")).to_have_text("FULFILLED", timeout=30_000)
+    detail = (
+        await runtime.client.get(f"/v1/workflow-executions/{execution_id}/detail", params={"span_limit": 1000})
+    ).json()
+    await expect(page.locator("[data-span-id]")).to_have_count(len(detail["spans"]))
+    await expect(page.locator("#live-note")).to_contain_text("The run ended: FULFILLED")

@@ -27,8 +27,9 @@ export function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
-export function formatDuration(ms) {
+export function formatDuration(ms, { short = false } = {}) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
+  if (short && ms >= 60_000) return ms >= 3_600_000 ? `${(ms / 3_600_000).toFixed(1)} h` : `${(ms / 60_000).toFixed(1)} min`;
   if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
   if (ms < 1000) return `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`;

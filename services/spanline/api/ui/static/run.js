@@ -30,7 +30,7 @@ function header(run) {
       h("dt", {}, "Duration"),
       h("dd", { id: "run-duration" }, duration === null ? (run.start ? "running" : "–") : formatDuration(duration)),
       h("dt", {}, "Spans"),
-      h("dd", { id: "run-span-count" }, formatCount(run.span_count)),
+      h("dd", { id: "run-span-count" }, run.span_count === null ? "…" : formatCount(run.span_count)),
       run.external_id ? [h("dt", {}, "External id"), h("dd", { class: "mono" }, run.external_id)] : null,
     ),
   ];
@@ -122,6 +122,7 @@ export function runPage(main, [executionId], { signal }) {
       },
     });
     treeSlot.replaceChildren(view.root);
+    view.followTail = live;
     view.refresh();
   }
 
@@ -150,6 +151,17 @@ export function runPage(main, [executionId], { signal }) {
   async function loadSkeleton() {
     const skeleton = await api(`/v1/workflow-executions/${executionId}/span-skeleton`, { signal });
     return skeleton;
+  }
+
+  // Many event chunks can arrive in one frame: rebuild and paint the rows once per frame.
+  let refreshPending = false;
+  function scheduleRefresh() {
+    if (refreshPending) return;
+    refreshPending = true;
+    requestAnimationFrame(() => {
+      refreshPending = false;
+      view.refresh({ now: true });
+    });
   }
 
   function applyEvents(messages) {
@@ -185,7 +197,7 @@ export function runPage(main, [executionId], { signal }) {
       if (rootChanged) setRun(run);
       else document.getElementById("run-span-count").textContent = formatCount(run.span_count);
     }
-    view.refresh();
+    scheduleRefresh();
     if (selectedId && messages.some((m) => m.data.span_id === selectedId)) {
       const span = model.byId.get(selectedId);
       if (span) showSpan(span);
@@ -194,6 +206,7 @@ export function runPage(main, [executionId], { signal }) {
 
   function followLive() {
     live = true;
+    if (view) view.followTail = true;
     liveNote.textContent = "Live: following this run's events.";
     ticker = setInterval(() => view?.schedule(), 500); // running bars grow with the clock
     followEvents(`/v1/workflow-executions/${executionId}/events`, {
@@ -221,7 +234,7 @@ export function runPage(main, [executionId], { signal }) {
       try {
         const skeleton = await loadSkeleton();
         if (TERMINAL.has(skeleton.status)) {
-          const { spans, labels, statuses, columns, origin_us, ...rest } = skeleton;
+          const { spans, columns, origin_us, ...rest } = skeleton;
           setRun({ ...rest, span_count: Math.max(rest.span_count, model.spans.length) });
           return;
         }
@@ -242,6 +255,29 @@ export function runPage(main, [executionId], { signal }) {
     panel.replaceChildren();
   }
 
+  // A big run's skeleton takes a while: the first page of the detail API is painted meanwhile.
+  const firstPage = api(`/v1/workflow-executions/${executionId}/detail?span_limit=${PAGE_SIZE}`, { signal }).catch(
+    () => null,
+  );
+  let skeletonArrived = false;
+  firstPage.then((detail) => {
+    if (!detail || skeletonArrived || signal.aborted) return;
+    model = SpanModel.fromDetailPage(executionId, detail);
+    const root = model.byId.get(executionId);
+    setRun({
+      execution_id: executionId,
+      workflow_name: root?.label ?? "",
+      status: root?.status ?? "INITIATED",
+      start: detail.start,
+      end: detail.end,
+      error: detail.error,
+      span_count: null,
+      usage_by_model: [],
+    });
+    liveNote.textContent = "Loading the whole run…";
+    mount();
+  });
+
   (async () => {
     let skeleton = null;
     try {
@@ -253,16 +289,26 @@ export function runPage(main, [executionId], { signal }) {
         return;
       }
     }
+    skeletonArrived = true;
     if (skeleton) {
+      const scrollTop = view?.scroller.scrollTop ?? 0;
       model = SpanModel.fromSkeleton(executionId, skeleton);
-      const { spans, labels, statuses, columns, origin_us, ...rest } = skeleton;
+      const { spans, columns, origin_us, ...rest } = skeleton;
       setRun(rest);
+      liveNote.textContent = "";
       mount();
+      view.scroller.scrollTop = scrollTop;
+      const seeded = pages;
+      firstPage.then((first) => first && seeded === pages && !pages.pages.has(0) && pages.seed(0, first));
       if (selectedId && model.byId.has(selectedId)) view.select(selectedId, { reveal: true });
       if (!TERMINAL.has(skeleton.status)) followLive();
     } else {
       // Not stored (yet): the events stream waits for a run that has not started, and is a 404 for
       // another organization's.
+      view?.destroy();
+      view = null;
+      model = new SpanModel(executionId);
+      treeSlot.replaceChildren();
       headerSlot.replaceChildren(h("h1", {}, "Waiting for the run to start…"));
       followLive();
     }

@@ -15,6 +15,12 @@ export class SpanPages {
     this.pages = new Map(); // page number → {loading: Promise, spans: Map<span_id, detail span> | null}
   }
 
+  // A page already read elsewhere (the first page, fetched before the skeleton).
+  seed(page, detail) {
+    const spans = new Map(detail.spans.map((item) => [item.span_id, item]));
+    this.pages.set(page, { loading: Promise.resolve(spans), spans });
+  }
+
   invalidate(span) {
     this.pages.delete(this.model.pageOf(span, PAGE_SIZE).page);
   }
@@ -55,12 +61,13 @@ export class SpanPages {
     return total;
   }
 
-  // The pages holding the spans in view (at most a few per call: the view asks again as it moves).
+  // The pages holding the spans in view (a few at most: the view asks again as it moves); resolves with
+  // how many of them were not loaded yet, so the caller repaints when that is not 0.
   async prefetch(spans) {
     const wanted = new Map();
     for (const span of spans) {
       const { page } = this.model.pageOf(span, PAGE_SIZE);
-      if (!this.pages.has(page) && !wanted.has(page)) wanted.set(page, span);
+      if (!this.pages.get(page)?.spans && !wanted.has(page)) wanted.set(page, span);
       if (wanted.size >= 3) break;
     }
     await Promise.all([...wanted.values()].map((span) => this.load(span).catch(() => null)));

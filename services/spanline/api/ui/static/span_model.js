@@ -19,16 +19,15 @@ export class SpanModel {
 
   static fromSkeleton(executionId, skeleton) {
     const model = new SpanModel(executionId);
-    const { spans, labels, statuses, origin_us: origin } = skeleton;
-    const ids = spans.map((row) => row[0]);
+    const { spans, origin_us: origin } = skeleton;
     for (let index = 0; index < spans.length; index += 1) {
       const [id, parent, label, kind, status, start, end] = spans[index];
       const span = {
         id,
-        parentId: parent === null ? null : typeof parent === "number" ? ids[parent] : parent,
-        label: labels[label],
-        kind,
-        status: statuses[status],
+        parentId: parent,
+        label,
+        kind: kind === "w" ? "workflow" : "node",
+        status,
         start: origin + start,
         end: end === null ? null : origin + end,
         order: index,
@@ -39,6 +38,30 @@ export class SpanModel {
       model.byId.set(id, span);
       model.extend(span);
     }
+    return model;
+  }
+
+  // A first page of the detail API, to paint before the skeleton of a big run has arrived.
+  static fromDetailPage(executionId, detail) {
+    const model = new SpanModel(executionId);
+    detail.spans.forEach((item, index) => {
+      const terminal = [...item.events].reverse().find((e) => /\.(fulfilled|rejected)$/.test(e.name));
+      const span = {
+        id: item.span_id,
+        parentId: item.parent_span_id,
+        label: item.attributes.label,
+        kind: item.name === "workflow.execution" ? "workflow" : "node",
+        status: terminal ? (terminal.name.endsWith(".fulfilled") ? "FULFILLED" : "REJECTED") : "INITIATED",
+        start: isoToMicros(item.start_ts),
+        end: terminal ? isoToMicros(item.end_ts) : null,
+        order: index,
+        children: [],
+        depth: 0,
+      };
+      model.spans.push(span);
+      model.byId.set(span.id, span);
+      model.extend(span);
+    });
     return model;
   }
 

@@ -16,6 +16,7 @@ export class SpanView {
     this.now = now;
     this.selected = null;
     this.pending = false;
+    this.followTail = false;
     this.axis = h("div", { class: "axis", "aria-hidden": "true" });
     this.spacer = h("div", { class: "tree-spacer" });
     this.window = h("div", { class: "tree-window" });
@@ -50,10 +51,15 @@ export class SpanView {
   }
 
   // Rebuild the visible rows (after the tree or collapsing changed), then paint.
-  refresh() {
+  // While `followTail` (a live run) and the view is at the bottom, new rows keep it at the bottom.
+  refresh({ now = false } = {}) {
+    const scroller = this.scroller;
+    const atBottom = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 2 * ROW_HEIGHT;
     this.model.flatten();
     this.spacer.style.height = `${this.model.rows.length * ROW_HEIGHT}px`;
-    this.schedule();
+    if (this.followTail && atBottom) scroller.scrollTop = scroller.scrollHeight;
+    if (now) this.paint();
+    else this.schedule();
   }
 
   schedule() {
@@ -91,7 +97,7 @@ export class SpanView {
   paintAxis(range) {
     const ticks = [];
     for (let i = 0; i <= TICKS; i += 1) {
-      const tick = h("span", { class: "tick" }, formatDuration((range.total * i) / TICKS / 1000));
+      const tick = h("span", { class: "tick" }, formatDuration((range.total * i) / TICKS / 1000, { short: true }));
       tick.style.left = `${(100 * i) / TICKS}%`;
       if (i === TICKS) tick.classList.add("tick-last");
       ticks.push(tick);
