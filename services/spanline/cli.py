@@ -239,7 +239,7 @@ def dev(
             key = await create_api_key(store, settings.default_org, "spanline dev")
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
-            typer.echo(f"spanline dev: API on {base} (docs at /docs)")
+            typer.echo(f"spanline dev: API on {base} (docs at /docs), web UI at {base}/ (sign in with the key below)")
             typer.echo(f"spanline dev: API key for organization {settings.default_org!r}: {key.key}")
             typer.echo(f"spanline dev: workflows: {', '.join(workflow.name for workflow in examples)}; try")
             typer.echo(
