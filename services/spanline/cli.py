@@ -18,7 +18,7 @@ from spanline.consumer.service import SERVING_GEN0_THRESHOLD, run_consumer, tune
 from spanline.core.config import Settings
 from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
-from spanline.executor.definition import workflow_json_schema
+from spanline.events.workflow_definition import workflow_json_schema
 from spanline.executor.examples import load_examples
 from spanline.executor.worker import ExecutorWorker
 from spanline.store.api_keys import create_api_key

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from spanline.events.execution_request import ExecutionRequest, WorkflowSnapshot
 from spanline.events.models import (
     CodeResourceDefinition,
     ExecutionError,
@@ -24,21 +25,20 @@ from spanline.events.models import (
     WorkflowExecutionStreamingEvent,
     WorkflowStreamingBody,
 )
-from spanline.executor import spans
-from spanline.executor.definition import (
+from spanline.events.workflow_definition import (
     FromNodeOutput,
     FromWorkflowInput,
     NodeDefinition,
     WorkflowDefinition,
     dependencies,
 )
+from spanline.executor import spans
 from spanline.executor.errors import ExecutionFailure
 from spanline.executor.nodes.code import run_code
 from spanline.executor.nodes.conditional import choose_port
 from spanline.executor.nodes.model import CostModel, run_model
 from spanline.executor.nodes.template import run_template
 from spanline.executor.providers.base import ModelProvider
-from spanline.executor.requests import ExecutionRequest, WorkflowSnapshot
 
 MAX_SUBWORKFLOW_DEPTH: Final = 8
 _INPUT_TYPES: Final[dict[str, tuple[type, ...]]] = {

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field, model_validator
 from sse_starlette import EventSourceResponse
 
 from spanline.api.deps import AppStateDep, OrgDep
-from spanline.api.executions import follow, request_execution, workflow_or_404
 from spanline.api.live import LiveEvent
+from spanline.api.run_requests import follow, request_execution, workflow_or_404
 from spanline.api.vellum_values import VellumValue, vellum_values
 from spanline.events.models import WorkflowExecutionFulfilledEvent, WorkflowExecutionRejectedEvent, event_name
 

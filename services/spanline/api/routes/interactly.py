@@ -21,7 +21,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from spanline.api.deps import OrgDep, StoreDep
-from spanline.store.runs import ModelUsage, get_run, last_event_time, usage_by_model
+from spanline.store.run_records import ModelUsage, get_run, last_event_time, usage_by_model
 
 router = APIRouter(prefix="/workflows/v1", tags=["interactly"])
 
