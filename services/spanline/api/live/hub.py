@@ -17,6 +17,9 @@ consumer is not further behind than the buffer holds (`buffer_total` events). Th
 event produced twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
 
 `LiveHub.reads` shares the store reads that subscribers joining at the same time make (`SharedReads`).
+
+The pieces: frames.py (one event and its SSE frame), subscription.py (a subscriber's queue), buffer.py
+(an execution's recent events), shared_reads.py (single-flight reads); this module tails the bus.
 """
 
 from __future__ import annotations
@@ -24,257 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from uuid import UUID
 
-from sse_starlette import ServerSentEvent
-
+from spanline.api.live.buffer import ExecutionBuffer
+from spanline.api.live.frames import LiveEvent
+from spanline.api.live.shared_reads import SharedReads
+from spanline.api.live.subscription import Subscription
 from spanline.bus.interface import Bus, BusConsumer, BusMessage, TopicPartition
-from spanline.consumer.decode import org_of
-from spanline.events.codec import EventDecodeError, decode_event
-from spanline.events.lineage import decode_route, route_root_execution_id
-from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, Event
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-def sse_frame(offset: int, name: str, payload: bytes) -> bytes:
-    """One SSE message, byte for byte what sse-starlette's `ServerSentEvent(payload, id=str(offset),
-    event=name).encode()` gives (its default `\\r\\n` separator), built without its per-call overhead."""
-    if b"\n" in payload or b"\r" in payload or "\n" in name or "\r" in name:
-        # Line breaks (pretty-printed JSON): sse-starlette splits them into several `data:` lines; let it,
-        # so the wire stays identical. (msgspec does not check UTF-8 in fields it skips: replace, never raise.)
-        return ServerSentEvent(payload.decode(errors="replace"), id=str(offset), event=name).encode()
-    return b"id: %d\r\nevent: %b\r\ndata: %b\r\n\r\n" % (offset, name.encode(), payload)
-
-
-class LiveEvent:
-    """One event of the feed, shared by every subscriber. Routing fields come from the light decode;
-    `prepare()` (the hub's, before any delivery) validates once and sets `event_id`, `frame`, `ends_root`
-    and (the hub's buffer) `duplicate`."""
-
-    __slots__ = (
-        "_event",
-        "_id",
-        "duplicate",
-        "ends_root",
-        "event_id",
-        "frame",
-        "message",
-        "name",
-        "offset",
-        "org",
-        "root",
-        "span_id",
-        "valid",
-    )
-
-    def __init__(self, message: BusMessage, org: str, root: UUID, name: str, span_id: UUID, event_id: UUID) -> None:
-        self.message = message
-        self.org = org
-        self.root = root
-        self.name = name
-        self.span_id = span_id
-        self.offset = message.offset
-        self.valid: bool | None = None  # None until prepare()
-        self.event_id = ""
-        self.frame = b""
-        self.ends_root = False
-        self.duplicate = False
-        self._id = event_id
-        self._event: Event | None = None
-
-    @classmethod
-    def route(cls, message: BusMessage, default_org: str) -> LiveEvent | None:
-        """The message's routing fields, or None when it cannot be routed (the consumer DLQs those)."""
-        org = org_of(message, default_org)  # the consumer's rule, so live and stored agree
-        if org is None:
-            return None
-        route = decode_route(message.value)
-        if route is None:
-            return None
-        root = route_root_execution_id(route)
-        if root is None:
-            return None
-        return cls(message, org, root, route.name, route.span_id, route.id)
-
-    def prepare(self) -> bool:
-        """Validate once and build the frame once; False for a malformed event (never to be delivered)."""
-        if self.valid is None:
-            try:
-                decode_event(self.message.value)  # validation only: the typed event is not kept
-            except EventDecodeError:
-                self.valid = False
-            else:
-                self.valid = True
-                self.event_id = str(self._id)  # a str, as the joiner and history compare it
-                self.frame = sse_frame(self.offset, self.name, self.message.value)
-                self.ends_root = self.span_id == self.root and self.name in TERMINAL_WORKFLOW_EVENT_NAMES
-        return self.valid
-
-    @property
-    def event(self) -> Event:
-        """The typed event, decoded on first use (the execute endpoints read bodies; SSE never does)."""
-        if self._event is None:
-            self._event = decode_event(self.message.value)
-        return self._event
-
-
-class Subscription:
-    """A subscriber's bounded queue of shared LiveEvents, read by one task."""
-
-    def __init__(self, execution_id: UUID, org: str, limit: int) -> None:
-        self.execution_id = execution_id
-        self.org = org
-        self.limit = limit
-        self.overflowed = False
-        self.closed = False
-        self._items: deque[LiveEvent] = deque()
-        self._size = 0  # bytes of the queued frames
-        self._waiter: asyncio.Future[None] | None = None
-
-    def offer(self, item: LiveEvent) -> None:
-        self.offer_many((item,), len(item.frame))
-
-    def offer_many(self, items: Sequence[LiveEvent], size: int) -> None:
-        """Queue events in order (`size`: their frames' bytes); one wake-up for all of them."""
-        if self.closed:
-            return
-        if len(self._items) + len(items) > self.limit:  # the client fell too far behind: drop it
-            self.overflowed = True
-            self.abandon()
-            return
-        self._items.extend(items)
-        self._size += size
-        self._wake()
-
-    def close(self) -> None:
-        """No more events: the reader gets what is queued, then the end."""
-        if not self.closed:
-            self.closed = True
-            self._wake()
-
-    def abandon(self) -> None:
-        """The reader is gone or too slow: forget what is queued and end at once."""
-        self._items.clear()
-        self._size = 0
-        self.close()
-
-    def pending(self) -> int:
-        return len(self._items)
-
-    async def next(self, timeout_s: float | None = None) -> LiveEvent | None:
-        """The next event, or None when the subscription ended (closed, overflowed) or timed out."""
-        if not await self._wait(timeout_s):
-            return None
-        item = self._items.popleft()
-        self._size -= len(item.frame)
-        return item
-
-    async def batch(self, max_items: int, max_bytes: int) -> list[LiveEvent] | None:
-        """Everything queued, up to `max_items` events or about `max_bytes` of frames (at least one
-        event); waits while nothing is. None when the subscription ended."""
-        if not await self._wait(None):
-            return None
-        if len(self._items) <= max_items and self._size <= max_bytes:  # the usual case: take it all
-            items = list(self._items)
-            self._items.clear()
-            self._size = 0
-            return items
-        items = []
-        size = 0
-        while self._items and len(items) < max_items and size < max_bytes:
-            item = self._items.popleft()
-            items.append(item)
-            size += len(item.frame)
-        self._size -= size
-        return items
-
-    async def _wait(self, timeout_s: float | None) -> bool:
-        """True once an event is queued; False when the subscription ended or the timeout passed."""
-        while not self._items:
-            if self.closed:
-                return False
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(self._waiter, timeout_s)
-            except TimeoutError:
-                return False
-            finally:
-                self._waiter = None
-        return True
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class _ExecutionBuffer:
-    """An execution's recent events, and which (org, event id) of its valid ones it has seen first."""
-
-    __slots__ = ("first", "items")
-
-    def __init__(self, size: int) -> None:
-        self.items: deque[LiveEvent] = deque(maxlen=size)
-        self.first: dict[tuple[str, str], LiveEvent] = {}
-
-    def add(self, item: LiveEvent) -> int:
-        """Append; returns how many events fell out (0 or 1)."""
-        evicted = 0
-        if len(self.items) == self.items.maxlen:
-            oldest = self.items.popleft()
-            key = (oldest.org, oldest.event_id)
-            if oldest.valid and self.first.get(key) is oldest:
-                del self.first[key]
-            evicted = 1
-        self.items.append(item)
-        return evicted
-
-    def prepare(self, item: LiveEvent) -> bool:
-        """Validate and frame the event; mark it a duplicate when a valid copy came before it. Events of an
-        (execution, org) are prepared in offset order (the hub's invariant), so the first copy is first."""
-        if item.valid is not None:
-            return item.valid
-        if not item.prepare():
-            return False
-        original = self.first.setdefault((item.org, item.event_id), item)
-        item.duplicate = original is not item
-        return True
-
-
-class SharedReads:
-    """Identical reads (same key) asked for at the same time run once, and every caller still gets the
-    answer of a read that started after it asked: what reading alone would give, without the duplicates.
-    A burst of 1,000 clients opening one execution's stream then costs a few store queries, not 3,000
-    (chDB runs one query at a time)."""
-
-    def __init__(self) -> None:
-        self._running: dict[Hashable, asyncio.Task[Any]] = {}
-        self._queued: dict[Hashable, asyncio.Task[Any]] = {}  # starts when the running one ends
-
-    async def read(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        task = self._queued.get(key)
-        if task is None:
-            task = asyncio.create_task(self._run(key, self._running.get(key), read))
-            self._queued[key] = task
-        # Shielded: a caller that goes away does not cancel the read for the others.
-        return cast(T, await asyncio.shield(task))
-
-    async def _run(self, key: Hashable, previous: asyncio.Task[Any] | None, read: Callable[[], Awaitable[T]]) -> T:
-        if previous is not None:
-            await asyncio.wait([previous])  # its outcome is its callers'; this read starts after it
-        this = self._queued.pop(key)  # from now on, a new caller needs a read that starts later
-        self._running[key] = this
-        try:
-            return await read()
-        finally:
-            if self._running.get(key) is this:
-                del self._running[key]
 
 
 class LiveHub:
@@ -298,7 +61,7 @@ class LiveHub:
         self._buffer_total = buffer_total
         # Keyed by (root execution, org): dispatch needs no per-subscriber org check.
         self._subscribers: dict[tuple[UUID, str], set[Subscription]] = {}
-        self._recent: OrderedDict[UUID, _ExecutionBuffer] = OrderedDict()
+        self._recent: OrderedDict[UUID, ExecutionBuffer] = OrderedDict()
         self._buffered = 0
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -392,11 +155,11 @@ class LiveHub:
             for subscription in self._subscribers.get(key, ()):
                 subscription.offer_many(items, sizes[key])
 
-    def _remember(self, item: LiveEvent) -> _ExecutionBuffer:
+    def _remember(self, item: LiveEvent) -> ExecutionBuffer:
         """Keep the execution's recent events for subscribers that join later; oldest executions go first."""
         buffer = self._recent.get(item.root)
         if buffer is None:
-            buffer = self._recent[item.root] = _ExecutionBuffer(self._buffer_per_execution)
+            buffer = self._recent[item.root] = ExecutionBuffer(self._buffer_per_execution)
         else:
             self._recent.move_to_end(item.root)
         self._buffered += 1 - buffer.add(item)
