@@ -127,11 +127,6 @@ class ConsumerLoop:
                 await in_flight
         await self.flush()
 
-    async def process(self, batch: list[BusMessage]) -> None:
-        """One batch written, derived and committed before returning."""
-        await self.finish(self.prepare(batch))
-        await self.flush()
-
     def prepare(self, batch: list[BusMessage]) -> PreparedBatch:
         accepted: list[AcceptedEvent] = []
         rejected: list[RejectedMessage] = []
