@@ -270,8 +270,8 @@ def build_usage_sql(query: UsageQuery, org: str, *, hour_tier: bool = True) -> t
     else:
         where = ["org = {org:String}", f"minute >= {_START}", f"minute < {_END}", *filters]
         source = f"usage_by_minute FINAL\nWHERE {' AND '.join(where)}"
-    # Keys leave as text formatted by ClickHouse (vectorised; Python's strftime and str(UUID) cost ~10 us a
-    # row), while rows are grouped and ordered by the raw values (aliases defined inside the expressions).
+    # Keys leave as text formatted by ClickHouse (vectorised, where Python's strftime and str(UUID) would run
+    # once per row), while rows are grouped and ordered by the raw values (aliases defined inside the expressions).
     keys: list[str] = []
     aliases: list[str] = []
     if query.granularity is not None:
