@@ -114,6 +114,39 @@ def test_no_module_is_over_400_lines() -> None:
     assert problems == []
 
 
+# The contract in code: each of its types is a class once, in events/ (the edges convert to it).
+CONTRACT_TYPES: Final = frozenset(
+    {
+        "UsageResult",
+        "ModelUsage",
+        "ModelUsageCounts",
+        "Cost",
+        "ExecutionError",
+        "ParentContext",
+        "CodeResourceDefinition",
+        "WorkflowDefinition",
+        "ExecutionRequest",
+        "WorkflowSnapshot",
+    }
+)
+
+
+def class_definitions() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for module, path in package_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                found.setdefault(node.name, []).append(module)
+    return found
+
+
+def test_each_contract_type_is_defined_once_in_events() -> None:
+    definitions = class_definitions()
+    placed = {name: definitions.get(name, []) for name in sorted(CONTRACT_TYPES)}
+    assert {name: len(modules) for name, modules in placed.items()} == dict.fromkeys(sorted(CONTRACT_TYPES), 1)
+    assert all(layer_of(modules[0]) == "events" for modules in placed.values()), placed
+
+
 # The check itself ---------------------------------------------------------------------------------
 
 
