@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.store import execution_reads as reads
+from spanline.store.model_usage import ModelUsageRow, usage_by_model
 from spanline.store.span_skeleton import COLUMNS, skeleton_origin, skeleton_rows
 
 router = APIRouter(prefix="/v1", tags=["executions"])
@@ -30,7 +31,7 @@ def _rfc3339(value: datetime | None) -> str | None:
 
 
 def skeleton_header(
-    execution_id: UUID, header: reads.ExecutionRow, usage: list[reads.ModelUsageRow], origin: int
+    execution_id: UUID, header: reads.ExecutionRow, usage: list[ModelUsageRow], origin: int
 ) -> dict[str, Any]:
     return {
         "execution_id": str(execution_id),
@@ -45,6 +46,7 @@ def skeleton_header(
         "usage_by_model": [
             {
                 "model": row.model,
+                "provider": row.provider,
                 "input_tokens": row.input_tokens,
                 "output_tokens": row.output_tokens,
                 "cost_usd": float(row.cost_usd),
@@ -69,10 +71,10 @@ async def execution_span_skeleton(execution_id: UUID, org: OrgDep, state: AppSta
     array per span in the order of `columns`: span_id, parent_span_id (null for the top span), label,
     kind (`w` workflow, `n` node), status, start_us and end_us (microseconds after `origin_us`, an instant
     in µs since the epoch at or before every start; end_us null while the span runs). Also the run's
-    status, times, error and tokens and cost per model. Gzip-compressed when the client accepts it."""
+    status, times, error and tokens and cost per model and provider. Gzip-compressed when the client accepts it."""
     header, usage, origin = await asyncio.gather(
         reads.execution(state.store, org, execution_id),
-        reads.usage_by_model(state.store, org, execution_id),
+        usage_by_model(state.store, org, execution_id),
         skeleton_origin(state.store, org, execution_id),
     )
     if header is None:

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel
 
 from spanline.api.deps import AppStateDep, OrgDep
-from spanline.api.executions import request_execution, workflow_or_404
+from spanline.api.run_requests import request_execution, workflow_or_404
 from spanline.api.workflow_graph import WorkflowEdge, workflow_edges
-from spanline.executor.definition import WorkflowDefinition
+from spanline.events.workflow_definition import WorkflowDefinition
 from spanline.store.workflows import (
     StoredWorkflow,
     SubworkflowError,

@@ -51,7 +51,7 @@ function header(run) {
             h(
               "tr",
               {},
-              h("td", {}, m.model),
+              h("td", {}, m.provider ? `${m.model} (${m.provider})` : m.model),
               h("td", { class: "num" }, formatCount(m.input_tokens)),
               h("td", { class: "num" }, formatCount(m.output_tokens)),
               h("td", { class: "num" }, formatCost(m.cost_usd)),
