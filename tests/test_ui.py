@@ -29,6 +29,9 @@ from tests.tcp_proxy import TcpProxy
 from tests.test_sse_events import wait_for_subscribers
 from tests.ui_support import SCREENSHOTS, VIEWPORT, chromium, example_run, sign_in, store_run
 
+# Waits are on DOM conditions; the deadline is generous because CI's two cores may be busy.
+expect.set_options(timeout=30_000)
+
 
 @pytest.fixture
 async def runtime(settings: Settings, store: Store) -> AsyncIterator[Runtime]:
@@ -222,6 +225,7 @@ async def test_a_100000_span_run_scrolls_to_its_last_span_with_at_most_1000_rows
     page.on("request", lambda r: "/detail" in r.url and detail_cursors.append(cursor_of(r.url)))
     await sign_in(page, runtime.base_url, runtime.key, f"/ui/executions/{execution_id}")
     await expect(page.locator(f'[data-span-id="{order[1]}"]')).to_be_visible(timeout=60_000)
+    await expect(page.locator("#run-span-count")).to_have_text("100,000", timeout=120_000)  # the whole skeleton
     await page.evaluate(MAX_ROWS_PROBE)
     tree = page.locator("#span-tree")
     await tree.focus()

@@ -129,13 +129,10 @@ whenUnauthorized(() => {
   main.querySelector("#sign-in-error").textContent = "Your API key is no longer accepted; sign in again.";
 });
 
-(async () => {
-  if (session.key()) {
-    try {
-      signedIn((await api("/v1/organization")).id);
-    } catch {
-      return; // a 401 has shown the sign-in form
-    }
-  }
-  render();
-})();
+// A returning tab renders its page at once; the key check runs beside it (a 401 signs the tab out).
+if (session.key()) {
+  api("/v1/organization")
+    .then((org) => signedIn(org.id))
+    .catch(() => {});
+}
+render();

@@ -107,9 +107,16 @@ export function runPage(main, [executionId], { signal }) {
     return live && !finished ? Date.now() * 1000 : null;
   }
 
+  // The view is built once; a new model (the skeleton after the first page) is swapped into it, so
+  // the tree keeps its element, focus and scroll position.
   function mount() {
-    view?.destroy();
     pages = new SpanPages(executionId, model, signal);
+    if (view) {
+      view.model = model;
+      view.followTail = live;
+      view.refresh();
+      return;
+    }
     view = new SpanView(model, {
       now,
       tokens: (span) => pages.tokens(span),
@@ -247,6 +254,7 @@ export function runPage(main, [executionId], { signal }) {
 
   function notFound() {
     view?.destroy();
+    view = null;
     headerSlot.replaceChildren(
       h("h1", {}, "Run not found"),
       h("p", { role: "alert" }, `No run ${executionId} in your organization.`),
@@ -291,13 +299,11 @@ export function runPage(main, [executionId], { signal }) {
     }
     skeletonArrived = true;
     if (skeleton) {
-      const scrollTop = view?.scroller.scrollTop ?? 0;
       model = SpanModel.fromSkeleton(executionId, skeleton);
       const { spans, columns, origin_us, ...rest } = skeleton;
       setRun(rest);
       liveNote.textContent = "";
       mount();
-      view.scroller.scrollTop = scrollTop;
       const seeded = pages;
       firstPage.then((first) => first && seeded === pages && !pages.pages.has(0) && pages.seed(0, first));
       if (selectedId && model.byId.has(selectedId)) view.select(selectedId, { reveal: true });
