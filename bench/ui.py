@@ -9,7 +9,9 @@ subworkflow of 367 steps), written through the consumer's own path into a fresh 
 - last_span_ms: the End key on the tree → the run's last span row in the DOM, and
   drag_to_end_ms: scrollTop set to the bottom → the last span row in the DOM;
 - most_rows: the most span rows in the DOM at any moment while scrolling the whole run in 100 steps;
-- js_heap_mb: the page's used JS heap after a forced GC (CDP Runtime.getHeapUsage).
+- js_heap_mb: the page's used JS heap after a forced GC (CDP Runtime.getHeapUsage);
+- api_first_page_ms, api_skeleton_ms: the same server's answer to the page's two first reads, timed from
+  this process just before each round (the share of first_spans_ms that is the server, on a shared machine).
 
 Live: a run page opened before its run starts; events emitted onto the in-process bus at --rate events/s
 for --live-seconds (the consumer runs in the same process, as in `spanline dev`): each step's initiated
@@ -31,6 +33,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import orjson
 from playwright.async_api import Page, async_playwright
 from tests.big_run import big_run
@@ -111,16 +114,36 @@ async def heap_mb(page: Page) -> float:
     return round(usage["usedSize"] / 1e6, 1)
 
 
-async def big_run_rounds(page: Page, base_url: str, execution_id: str, order: list[str], rounds: int) -> dict[str, Any]:
+async def api_baseline(client: httpx.AsyncClient, execution_id: str) -> dict[str, float]:
+    """The two reads the page starts with, timed from this process against the same server, same moment."""
+    times = {}
+    for name, path in (
+        ("api_first_page_ms", f"/v1/workflow-executions/{execution_id}/detail?span_limit=100"),
+        ("api_skeleton_ms", f"/v1/workflow-executions/{execution_id}/span-skeleton"),
+    ):
+        began = time.perf_counter()
+        answer = await client.get(path)
+        answer.raise_for_status()
+        times[name] = (time.perf_counter() - began) * 1000
+    return times
+
+
+async def big_run_rounds(
+    page: Page, client: httpx.AsyncClient, execution_id: str, order: list[str], rounds: int
+) -> dict[str, Any]:
     samples: dict[str, list[float]] = {
         "first_spans_ms": [],
         "skeleton_ms": [],
         "last_span_ms": [],
         "drag_to_end_ms": [],
+        "api_first_page_ms": [],
+        "api_skeleton_ms": [],
     }
     most_rows, heaps = 0, []
-    url = f"{base_url}/ui/executions/{execution_id}"
+    url = f"{str(client.base_url).rstrip('/')}/ui/executions/{execution_id}"
     for round_index in range(rounds):
+        for name, value in (await api_baseline(client, execution_id)).items():
+            samples[name].append(value)
         await page.goto(url)
         await page.wait_for_selector(f'[data-span-id="{order[0]}"]', timeout=60_000)
         samples["first_spans_ms"].append(await page.evaluate("window.__firstRowAt"))
@@ -144,6 +167,7 @@ async def big_run_rounds(page: Page, base_url: str, execution_id: str, order: li
     return {
         **{name: percentiles(values) for name, values in samples.items()},
         "first_spans_ms_median": round(statistics.median(samples["first_spans_ms"]), 1),
+        "api_first_page_ms_median": round(statistics.median(samples["api_first_page_ms"]), 1),
         "last_span_ms_median": round(statistics.median(samples["last_span_ms"]), 1),
         "most_rows_in_dom": most_rows,
         "js_heap_mb": {"max": max(heaps), "median": statistics.median(heaps)},
@@ -209,7 +233,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await context.add_init_script(PROBE)
             page = await context.new_page()
             await sign_in(page, base_url, key)
-            result["big_run"] = await big_run_rounds(page, base_url, execution_id, order, args.rounds)
+            async with httpx.AsyncClient(base_url=base_url, headers={"X-API-KEY": key}, timeout=120) as client:
+                result["big_run"] = await big_run_rounds(page, client, execution_id, order, args.rounds)
             result["live"] = await live_round(page, base_url, bus, settings, args.rate, args.live_seconds)
             await browser.close()
     finally:

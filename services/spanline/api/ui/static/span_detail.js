@@ -84,11 +84,11 @@ function usageTable(usageResult) {
   const costs = usageResult.cost ?? [];
   return h(
     "table",
-    { class: "compact" },
+    { class: "compact usage", "aria-label": "Model calls of this span" },
     h(
       "thead",
       {},
-      h("tr", {}, ["Model", "Input", "Output", "Cache read", "Latency", "Cost"].map((t) => h("th", { scope: "col" }, t))),
+      h("tr", {}, ["Model", "In", "Out", "Latency", "Cost"].map((t) => h("th", { scope: "col" }, t))),
     ),
     h(
       "tbody",
@@ -101,7 +101,6 @@ function usageTable(usageResult) {
           h("td", {}, entry.ml_model_name),
           h("td", { class: "num" }, formatCount(usage.input_token_count ?? 0)),
           h("td", { class: "num" }, formatCount(usage.output_token_count ?? 0)),
-          h("td", { class: "num" }, formatCount(usage.cache_read_input_tokens ?? 0)),
           h("td", { class: "num" }, usage.compute_nanos ? formatDuration(usage.compute_nanos / 1e6) : "–"),
           h("td", { class: "num" }, formatCost(costs[index]?.value)),
         );

@@ -97,7 +97,7 @@ export class SpanView {
   paintAxis(range) {
     const ticks = [];
     for (let i = 0; i <= TICKS; i += 1) {
-      const tick = h("span", { class: "tick" }, formatDuration((range.total * i) / TICKS / 1000, { short: true }));
+      const tick = h("span", { class: "tick" }, i ? formatDuration((range.total * i) / TICKS / 1000, { short: true }) : "0");
       tick.style.left = `${(100 * i) / TICKS}%`;
       if (i === TICKS) tick.classList.add("tick-last");
       ticks.push(tick);
