@@ -93,8 +93,8 @@ async function render() {
   const path = location.pathname;
   const route = ROUTES.find(([pattern]) => pattern.test(path));
   for (const link of nav.querySelectorAll("a")) {
-    link.toggleAttribute("aria-current", route !== undefined && link.dataset.section === route[1]);
     if (route !== undefined && link.dataset.section === route[1]) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   if (!route) {
     main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, `No page at ${path}.`));
