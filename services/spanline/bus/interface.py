@@ -39,6 +39,13 @@ class BusMessage:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+
+
 class BusUnavailableError(RuntimeError):
     """The bus cannot be reached (broker down, not started)."""
 
@@ -52,6 +59,10 @@ class BusProducer(Protocol):
         """Queue a message; it is durable once `flush()` returns."""
 
     async def flush(self) -> None: ...
+
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send and return once the broker acknowledged every one of these messages; raise
+        BusUnavailableError if any was not. Only this call sees its failures (not another's flush)."""
 
 
 class BusConsumer(Protocol):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from spanline.bus.interface import BusMessage, Headers, TopicPartition
+from spanline.bus.interface import BusMessage, Headers, OutgoingMessage, TopicPartition
 from spanline.bus.partitioning import partition_for_key
 
 
@@ -129,6 +129,10 @@ class MemoryProducer:
 
     async def flush(self) -> None:
         return None
+
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        for message in messages:
+            await self._bus.append(topic, message.value, message.key, message.headers)
 
 
 class MemoryConsumer:
