@@ -45,7 +45,7 @@ async def stored_detail(runtime: IntakeRuntime, execution_id: str, spans: int) -
 
 def run_snippet(code: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "readme_snippet"}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(code, "README.md", "exec"), namespace)  # the README's own code
     return namespace
 
 
