@@ -58,7 +58,12 @@ def _limit(limits: dict[str, int]) -> None:
 def _failure(exc: BaseException, kind: str, code: str | None = None) -> dict[str, object]:
     import traceback  # only on failures: it costs more to import than the rest of this file
 
-    failure: dict[str, object] = {"ok": False, "error": str(exc), "type": kind, "stacktrace": traceback.format_exc()}
+    failure: dict[str, object] = {
+        "ok": False,
+        "error": str(exc) or kind,
+        "type": kind,
+        "stacktrace": traceback.format_exc(),
+    }
     if code is not None:
         failure["code"] = code
     return failure

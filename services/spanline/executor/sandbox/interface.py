@@ -28,6 +28,7 @@ class Limits:
             "RLIMIT_NPROC": self.processes,
             "RLIMIT_NOFILE": self.open_files,
             "RLIMIT_FSIZE": self.file_bytes,
+            "RLIMIT_CORE": 0,  # a crash leaves no core file behind
         }
 
 
