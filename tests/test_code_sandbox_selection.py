@@ -4,8 +4,8 @@ logged loudly. Never silently unsafe."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
