@@ -6,6 +6,7 @@ rlimits set by `child.py` and is killed with its whole namespace at the wall-clo
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -93,9 +94,22 @@ class BubblewrapSandbox:
     name = "bubblewrap"
 
     def __init__(self, bwrap: str, interpreter: Path, limits: Limits, as_user: int | None) -> None:
+        self.interpreter = interpreter
         self._argv = bwrap_argv(bwrap, interpreter, limits)
         self._limits = limits
         self._as_user = as_user
+        setpriv = shutil.which("setpriv")
+        if as_user is not None and setpriv is not None:
+            # Switching uid in the exec'd setpriv rather than in Popen keeps Popen on vfork: a fork of the
+            # executor's process (hundreds of MB with chDB) costs tens of ms (bench/README.md).
+            ids = [f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups"]
+            self._argv = [setpriv, *ids, *self._argv]
+            self._as_user = None
+
+    @property
+    def argv(self) -> list[str]:
+        """The command up to the interpreter's `-c` (the child's source follows it)."""
+        return list(self._argv)
 
     async def run(self, code: str, inputs: dict[str, Any], timeout_s: float) -> ChildOutcome:
         return await run_child(self._argv, code, inputs, self._limits, timeout_s, as_user=self._as_user)
