@@ -112,7 +112,10 @@ class BubblewrapSandbox:
         return list(self._argv)
 
     async def run(self, code: str, inputs: dict[str, Any], timeout_s: float) -> ChildOutcome:
-        return await run_child(self._argv, code, inputs, self._limits, timeout_s, as_user=self._as_user)
+        def command(info_fd: int) -> list[str]:  # bubblewrap reports its namespace's init on info_fd
+            return [*self._argv[:-4], "--info-fd", str(info_fd), *self._argv[-4:]]
+
+        return await run_child(command, code, inputs, self._limits, timeout_s, as_user=self._as_user)
 
 
 class UnsafeSandbox:

@@ -6,19 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import marshal
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from spanline.executor.sandbox.interface import Captured, ChildOutcome, Limits
+from spanline.executor.sandbox.pid_namespace import NamespaceInit
 
 CHILD_SOURCE: Final = Path(__file__).with_name("child.py").read_text()
 CHILD_ENV: Final = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 _CHUNK: Final = 64 * 1024
-_DRAIN_AFTER_KILL_S: Final = 5.0
+_STOP_WAIT_S: Final = 5.0
+log = logging.getLogger(__name__)
 
 
 async def _capture(reader: asyncio.StreamReader, limit: int) -> Captured:
@@ -41,13 +44,23 @@ async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTrans
     return reader, transport
 
 
-def _kill_group(pid: int) -> None:
+async def _stop(process: asyncio.subprocess.Process, init: NamespaceInit | None) -> None:
+    """Kill whatever the run left and return only once it is gone."""
+    if init is not None:
+        if process.returncode is None:
+            init.kill()  # the kernel kills every process of the namespace; bubblewrap then exits
+        if not await init.gone(_STOP_WAIT_S):
+            log.error("a code-node sandbox's init did not exit within %gs", _STOP_WAIT_S)
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # the plain child's group, or a supervisor that hung
+    await process.wait()
+
+
+Command = Sequence[str] | Callable[[int], Sequence[str]]
 
 
 async def run_child(
-    argv: Sequence[str],
+    command: Command,
     code: str,
     inputs: dict[str, Any],
     limits: Limits,
@@ -55,9 +68,11 @@ async def run_child(
     *,
     as_user: int | None = None,
 ) -> ChildOutcome:
-    """`argv` ends with the interpreter's `-c`; the child's source is appended. The result comes back on
-    a pipe of its own, so whatever the code prints cannot corrupt it."""
-    result_read, result_write = os.pipe()
+    """`command` ends with the interpreter's `-c`; the child's source is appended. A callable command is
+    a sandbox tool that writes {"child-pid": N} (its pid namespace's init) on the fd it is given. The
+    result comes back on a pipe of its own, so whatever the code prints cannot corrupt it."""
+    pipes = _Pipes(supervised=callable(command))
+    argv = command(pipes.info_write) if callable(command) else command
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -65,7 +80,7 @@ async def run_child(
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            pass_fds=(result_write,),
+            pass_fds=pipes.for_child(),
             env=CHILD_ENV,  # the child and the sandbox tool itself never see the service's environment
             cwd="/",
             start_new_session=True,
@@ -74,16 +89,20 @@ async def run_child(
             extra_groups=[] if as_user is not None else None,
         )
     except BaseException:
-        os.close(result_read)
+        pipes.close_ours()
         raise
     finally:
-        os.close(result_write)
-    result_reader, result_transport = await _pipe_reader(result_read)
+        pipes.close_childs()
+    result_reader, result_transport = await _pipe_reader(pipes.result_read)
+    info_reader, info_transport = await _pipe_reader(pipes.info_read) if pipes.info_read >= 0 else (None, None)
+    init = NamespaceInit() if info_reader is not None else None
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-    request = {"code": code, "inputs": inputs, "limits": limits.rlimits(), "result_fd": result_write}
+    request = {"code": code, "inputs": inputs, "limits": limits.rlimits(), "result_fd": pipes.result_write}
     stdin = process.stdin
 
     async def feed() -> None:
+        if info_reader is not None and init is not None:
+            init.learn((await _capture(info_reader, _CHUNK)).kept)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             stdin.write(marshal.dumps(request))  # trusted direction; the child has no json yet
             await stdin.drain()
@@ -99,19 +118,21 @@ async def run_child(
         async with asyncio.timeout(timeout_s):
             await feed()
             await process.wait()
-            stdout, stderr, result = await readers
+            await readers
     except TimeoutError:
         timed_out = True
     finally:
-        _kill_group(process.pid)  # timed out, cancelled, or strays of a finished child: none outlives its run
-        await process.wait()
-        if not readers.done():
-            try:
-                stdout, stderr, result = await asyncio.wait_for(asyncio.shield(readers), _DRAIN_AFTER_KILL_S)
-            except TimeoutError:
-                readers.cancel()
-                stdout = stderr = result = Captured(b"", 0)
+        await _stop(process, init)  # timed out, cancelled, or strays of a finished child: none outlives it
+        try:  # every process is gone, so the pipes are at their ends (or about to be)
+            stdout, stderr, result = await asyncio.wait_for(asyncio.shield(readers), _STOP_WAIT_S)
+        except TimeoutError:
+            readers.cancel()
+            stdout = stderr = result = Captured(b"", 0)
         result_transport.close()
+        if info_transport is not None:
+            info_transport.close()
+        if init is not None:
+            init.close()
     return ChildOutcome(
         result=None if timed_out else _decode(result),
         stdout=stdout,
@@ -120,6 +141,26 @@ async def run_child(
         timed_out=timed_out,
         result_too_large=result.dropped > 0,
     )
+
+
+class _Pipes:
+    """The result pipe, and the supervisor's info pipe: the child's ends are closed once it is started."""
+
+    def __init__(self, supervised: bool) -> None:
+        self.result_read, self.result_write = os.pipe()
+        self.info_read, self.info_write = os.pipe() if supervised else (-1, -1)
+
+    def for_child(self) -> tuple[int, ...]:
+        return tuple(fd for fd in (self.result_write, self.info_write) if fd >= 0)
+
+    def close_childs(self) -> None:
+        for fd in self.for_child():
+            os.close(fd)
+
+    def close_ours(self) -> None:
+        for fd in (self.result_read, self.info_read):
+            if fd >= 0:
+                os.close(fd)
 
 
 def _decode(result: Captured) -> dict[str, Any] | None:
