@@ -77,6 +77,7 @@ async def main() -> None:
     parser.add_argument(
         "--ballast-mb", type=int, default=0, help="grow this process first, as big as an executor with chDB"
     )
+    parser.add_argument("--name", default="code_nodes", help="results file name in bench/results/")
     args = parser.parse_args()
     ballast = bytearray(args.ballast_mb * 1024 * 1024)
     ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page, so a fork has them to copy
@@ -133,7 +134,7 @@ async def main() -> None:
         "ballast_mb": args.ballast_mb,
         "start_ms": {name: percentiles(values) for name, values in samples.items()},
     }
-    path = write_result("code_nodes", result)
+    path = write_result(args.name, result)
     for name, stats in result["start_ms"].items():  # type: ignore[attr-defined]
         print(f"{name:70s} p50 {stats['p50']:7.1f}  p99 {stats['p99']:7.1f} ms")
     print(path)
