@@ -38,7 +38,7 @@ def adopt_orphans() -> Iterator[None]:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
-def live_descendants() -> list[str]:
+def live_descendants() -> set[str]:
     children: dict[int, list[int]] = {}
     states: dict[int, tuple[str, str]] = {}
     for entry in Path("/proc").iterdir():
@@ -52,13 +52,13 @@ def live_descendants() -> list[str]:
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
         children.setdefault(int(ppid), []).append(int(entry.name))
         states[int(entry.name)] = (state, cmdline[:120])
-    found, todo = [], list(children.get(os.getpid(), []))
+    found, todo = set(), list(children.get(os.getpid(), []))
     while todo:
         pid = todo.pop()
         todo += children.get(pid, [])
         state, cmdline = states[pid]
         if state != "Z":  # a zombie has ended; it only waits to be reaped
-            found.append(f"{pid} {state} {cmdline}")
+            found.add(f"{pid} {cmdline}")
     return found
 
 
@@ -91,6 +91,7 @@ async def run_node(runtime: Runtime, code: str, timeout_s: float = 5.0, **inputs
         "outputs": [{"name": "found", "from": {"node": "probe"}}],
     }
     assert (await runtime.client.post("/api/v1/workflow/workflows", json=definition)).status_code == 201
+    before = live_descendants()  # e.g. the session's Kafka broker
     response = await runtime.client.post(
         "/v1/execute-workflow",
         json={
@@ -103,7 +104,7 @@ async def run_node(runtime: Runtime, code: str, timeout_s: float = 5.0, **inputs
     async with httpx.AsyncClient(timeout=1.0) as fresh:
         health = await fresh.get(f"{runtime.base_url}/healthz")
     assert health.status_code == 200 and time.monotonic() - started < 1.0
-    assert live_descendants() == []
+    assert live_descendants() - before == set()
     answer = response.json()
     return answer["data"], UUID(answer["execution_id"])
 
