@@ -19,7 +19,9 @@ from spanline.api.routes import (
     executions,
     health,
     interactly,
+    monitoring,
     organization,
+    otlp,
     runs,
     skeleton,
     stream,
@@ -88,6 +90,8 @@ def create_app(
         usage.router,
         runs.router,
         interactly.router,
+        monitoring.router,
+        otlp.router,
         ui.router,
     ):
         app.include_router(router)
