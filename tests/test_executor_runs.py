@@ -42,6 +42,7 @@ from spanline.store.workflows import find_workflow
 from tests.executor_runtime import Runtime, executor_runtime
 from tests.gated_provider import GatedProvider
 from tests.openai_stub import StubServer
+from tests.refusals import assert_refused_naming
 from tests.test_event_schemas import ENVELOPE, PER_EVENT
 
 TERMINAL = TERMINAL_WORKFLOW_EVENT_NAMES | TERMINAL_NODE_EVENT_NAMES
@@ -331,11 +332,12 @@ async def test_unknown_workflows_are_404_and_bad_definitions_422(runtime: Runtim
         ],
     }
     refused = await upload(runtime, cyclic)
-    assert refused.status_code == 422 and "cycle" in refused.text
+    assert_refused_naming(refused, "cycle")
     calls_missing = {"name": "caller", "nodes": [{"id": "s", "kind": "subworkflow", "config": {"workflow": "ghost"}}]}
     refused = await upload(runtime, calls_missing)
-    assert refused.status_code == 422 and "ghost" in refused.json()["detail"]
-    assert (await runtime.client.post("/v1/execute-workflow", json={"inputs": []})).status_code == 422
+    assert_refused_naming(refused, "ghost")
+    no_name = await runtime.client.post("/v1/execute-workflow", json={"inputs": []})
+    assert_refused_naming(no_name, "workflow_deployment_name")
 
 
 async def test_arcee_list_upload_versions_and_execute(runtime: Runtime) -> None:

@@ -16,6 +16,7 @@ from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
 from spanline.api.routes import execute, executions, health, interactly, organization, runs, stream, usage, workflows
 from spanline.api.state import AppState
+from spanline.api.validation import install as install_validation_errors
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
 from spanline.consumer.metrics import ConsumerMetrics
@@ -66,6 +67,7 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
+    install_validation_errors(app)
     for router in (
         health.router,
         organization.router,
