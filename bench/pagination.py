@@ -41,6 +41,7 @@ from spanline.core.config import Settings
 from spanline.store import execution_reads
 from spanline.store.api_keys import create_api_key
 from spanline.store.migrations import apply_migrations
+from spanline.store.model_usage import usage_by_model
 from spanline.store.store import Store
 
 DEPTHS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -86,7 +87,7 @@ async def breakdown(
                 await timed(execution_reads.span_events(store, "acme", execution_id, wanted))
             )
             times.setdefault("usage_by_model", []).append(
-                await timed(execution_reads.usage_by_model(store, "acme", execution_id))
+                await timed(usage_by_model(store, "acme", execution_id, with_cost_only_entries=True))
             )
         out[label] = {name: round(statistics.median(values), 1) for name, values in times.items()}
     return out

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from spanline.api.routes.stream import EVENT_TYPE_PREFIXES, _history_events, _Joiner
 from spanline.store import execution_reads as reads
+from spanline.store.model_usage import usage_by_model
 from spanline.store.store import Store
 
 _ORGS: Final = "org IN {orgs:Array(String)}"
@@ -76,7 +77,7 @@ async def tables(store: Store, tag: str, orgs: Sequence[str]) -> dict[str, list[
 async def detail_pages(store: Store, org: str, execution_id: UUID, limit: int) -> list[dict[str, Any]]:
     """Every page of the execution's detail, each as the API assembles it from these reads."""
     header = await reads.execution(store, org, execution_id)
-    usage = await reads.usage_by_model(store, org, execution_id)
+    usage = await usage_by_model(store, org, execution_id, with_cost_only_entries=True)  # as the detail page
     pages: list[dict[str, Any]] = []
     after = None
     while True:

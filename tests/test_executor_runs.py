@@ -18,6 +18,7 @@ import pytest
 from spanline.bus.memory import MemoryBus
 from spanline.core.config import Settings
 from spanline.events.codec import decode_event
+from spanline.events.execution_request import ExecutionRequest, encode_request
 from spanline.events.lineage import root_execution_id
 from spanline.events.models import (
     TERMINAL_NODE_EVENT_NAMES,
@@ -34,7 +35,6 @@ from spanline.executor.pricing import PriceTable
 from spanline.executor.providers.base import TokenUsage
 from spanline.executor.providers.local import LocalProvider, local_usage
 from spanline.executor.providers.openai_compat import OpenAICompatibleProvider
-from spanline.executor.requests import ExecutionRequest, encode_request
 from spanline.executor.worker import ExecutorWorker
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store

@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from spanline.events.execution_request import ExecutionRequest, WorkflowSnapshot
 from spanline.events.models import Event
 from spanline.executor.pricing import PriceTable
 from spanline.executor.providers.local import LocalProvider
-from spanline.executor.requests import ExecutionRequest, WorkflowSnapshot
 from spanline.executor.runner import WorkflowRunner
 from spanline.executor.tracing import build_tracer_provider, executor_tracer
 from tests.conftest import PROJECT_ROOT

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from spanline.events.json_schema import render
-from spanline.executor.definition import WorkflowDefinition, dependencies, workflow_json_schema
+from spanline.events.workflow_definition import WorkflowDefinition, dependencies, workflow_json_schema
 from tests.conftest import PROJECT_ROOT
 
 EXAMPLES = sorted((PROJECT_ROOT / "examples" / "workflows").glob("*.json"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -18,9 +17,10 @@ from spanline.consumer.service import SERVING_GEN0_THRESHOLD, run_consumer, tune
 from spanline.core.config import Settings
 from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
-from spanline.executor.definition import workflow_json_schema
+from spanline.events.workflow_definition import workflow_json_schema
 from spanline.executor.examples import load_examples
-from spanline.executor.worker import ExecutorWorker
+from spanline.executor.service import run as run_executor_service
+from spanline.executor.service import run_executor
 from spanline.store.api_keys import create_api_key
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
@@ -134,12 +134,6 @@ def api(
     )
 
 
-def _stop_on_signals(stopping: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stopping.set)
-
-
 @app.command()
 def executor() -> None:
     """Run workflows from spanline.executions (a consumer-group member; needs SPANLINE_KAFKA_BOOTSTRAP)."""
@@ -149,18 +143,7 @@ def executor() -> None:
             "spanline: the executor service needs SPANLINE_KAFKA_BOOTSTRAP (spanline dev runs one in-process)", err=True
         )
         raise typer.Exit(2)
-
-    async def run() -> None:
-        bus = create_bus(settings)
-        await ensure_topics(bus, settings)
-        stopping = asyncio.Event()
-        _stop_on_signals(stopping)
-        try:
-            await ExecutorWorker(bus, settings).run(stopping)
-        finally:
-            await bus.close()
-
-    asyncio.run(run())
+    asyncio.run(run_executor_service(settings))
 
 
 @app.command()
@@ -248,7 +231,7 @@ def dev(
                 f"{base}/v1/workflow-deployments/research/execute-stream"
             )
             stopping = asyncio.Event()
-            worker = asyncio.create_task(ExecutorWorker(bus, settings).run(stopping), name="executor")
+            executor_task = asyncio.create_task(run_executor(settings, bus=bus, stop=stopping), name="executor")
             tune_gc_for_batches(SERVING_GEN0_THRESHOLD)  # the consumer shares the process with live streams
             metrics = ConsumerMetrics()
             consumer = asyncio.create_task(
@@ -266,7 +249,7 @@ def dev(
                 await server.serve()
             finally:
                 stopping.set()
-                await worker
+                await executor_task
                 await consumer
         finally:
             await bus.close()

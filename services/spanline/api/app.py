@@ -15,11 +15,10 @@ from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
 from spanline.api.routes import execute, executions, health, interactly, organization, runs, stream, usage, workflows
-from spanline.api.state import AppState
+from spanline.api.state import AppState, ConsumerCounters
 from spanline.api.validation import install as install_validation_errors
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
-from spanline.consumer.metrics import ConsumerMetrics
 from spanline.core.config import Settings
 from spanline.store.store import Store
 
@@ -29,7 +28,7 @@ def create_app(
     *,
     store: Store | None = None,
     bus: Bus | None = None,
-    consumer_metrics: ConsumerMetrics | None = None,
+    consumer_metrics: ConsumerCounters | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:

@@ -39,6 +39,19 @@ class BusMessage:
         return None
 
 
+def org_of(message: BusMessage, default_org: str) -> str | None:
+    """The organization a message belongs to (one rule for the consumer and the live feed, so stored and
+    live agree): no header → the default; undecodable or blank → None."""
+    raw = message.header(ORG_HEADER)
+    if raw is None:
+        return default_org
+    try:
+        org = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    return org if org.strip() else None
+
+
 class BusUnavailableError(RuntimeError):
     """The bus cannot be reached (broker down, not started)."""
 

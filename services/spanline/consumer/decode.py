@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from spanline.bus.interface import ORG_HEADER, BusMessage
+from spanline.bus.interface import ORG_HEADER, BusMessage, org_of
 from spanline.events.codec import EventDecodeError, decode_event
 from spanline.events.lineage import root_execution_id
 from spanline.events.models import Event
@@ -44,15 +44,3 @@ def decode_message(message: BusMessage, *, default_org: str, max_bytes: int) -> 
     if execution_id is None:
         return RejectedMessage(message, "no_root", "a node event with no WORKFLOW context above it")
     return AcceptedEvent(event, org, execution_id, message.partition, message.offset, message.value)
-
-
-def org_of(message: BusMessage, default_org: str) -> str | None:
-    """The organization a message belongs to: no header → the default; undecodable or blank → None."""
-    raw = message.header(ORG_HEADER)
-    if raw is None:
-        return default_org
-    try:
-        org = raw.decode()
-    except UnicodeDecodeError:
-        return None
-    return org if org.strip() else None

@@ -120,7 +120,8 @@ def _tsv_field(value: str) -> str:
 
 def _key_rows(structure: str, rows: Iterable[str]) -> str:
     """A key list as a subquery over one string literal parsed by the TSV reader: a literal list of
-    5,000 tuples cost ~300 ms of SQL parsing and analysis per statement, this ~20 ms."""
+    tuples is parsed and analysed per statement, which dominated large derivations (bench/README.md,
+    After item 4)."""
     return f"SELECT * FROM format(TSV, {_sql_string(structure)}, {_sql_string(chr(10).join(rows))})"
 
 

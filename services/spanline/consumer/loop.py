@@ -7,7 +7,7 @@ Writes and commits still happen one batch at a time, in order.
 
 Each batch's events and spans are written at once; the run totals and usage rollups it touched are
 re-derived at most every `derive_interval_s` for all the batches since the last time (a long run costs
-a whole-run aggregation per derivation, so deriving it per 50 ms batch made the consumer trail the run).
+a whole-run aggregation per derivation, so deriving it after every batch made the consumer trail the run).
 The offsets of those batches are committed only after that derivation, so a crash in between re-reads
 and re-derives them: a commit never covers a batch whose derived rows are not written."""
 
@@ -125,11 +125,6 @@ class ConsumerLoop:
         finally:
             if in_flight is not None:
                 await in_flight
-        await self.flush()
-
-    async def process(self, batch: list[BusMessage]) -> None:
-        """One batch written, derived and committed before returning."""
-        await self.finish(self.prepare(batch))
         await self.flush()
 
     def prepare(self, batch: list[BusMessage]) -> PreparedBatch:

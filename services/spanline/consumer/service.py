@@ -23,16 +23,15 @@ from spanline.store.store import Store
 log = logging.getLogger(__name__)
 
 
-# For a process that also serves SSE (spanline dev): SSE p99 449 ms at 100,000, 83 ms at 10,000
-# (bench/live.py --rate 1000, one run each, 2026-11-23).
+# For a process that also serves SSE (spanline dev): shorter young-collection pauses, at the price of more
+# of them (bench/README.md, "GC pauses" and §2 after).
 SERVING_GEN0_THRESHOLD: Final = 10_000
 
 
 def tune_gc_for_batches(gen0_threshold: int = 100_000) -> None:
-    """A batch keeps ~10k decoded events alive; the default gen-0 threshold (700) would re-scan them
-    hundreds of times per batch, which measured as 3x the cost of decoding itself. A process that also
-    serves live streams wants a lower threshold: each young collection pauses every thread, and at 100,000
-    those pauses reached 190 ms (bench/live.py `gc_pauses_ms`)."""
+    """A batch keeps its decoded events alive; the default gen-0 threshold would re-scan them hundreds of
+    times per batch. A process that also serves live streams wants a lower threshold: each young
+    collection pauses every thread (bench/README.md, "GC pauses")."""
     gc.set_threshold(gen0_threshold, 50, 1000)
 
 

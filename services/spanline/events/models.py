@@ -114,7 +114,7 @@ class ModelUsage(Struct, omit_defaults=True):
     provider: str | None = None
 
 
-class Cost(Struct, omit_defaults=True):
+class Cost(Struct):  # `unit` is always written, as Vellum's emitters do
     value: float
     unit: str = "USD"
 

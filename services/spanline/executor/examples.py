@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Final
 
-from spanline.executor.definition import WorkflowDefinition
+from spanline.events.workflow_definition import WorkflowDefinition
 from spanline.store.store import Store
 from spanline.store.workflows import (
     StoredWorkflow,

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from spanline.events.execution_request import ExecutionRequest, WorkflowSnapshot
 from spanline.events.models import (
     CodeResourceDefinition,
     ExecutionError,
@@ -24,29 +25,23 @@ from spanline.events.models import (
     WorkflowExecutionStreamingEvent,
     WorkflowStreamingBody,
 )
-from spanline.executor import spans
-from spanline.executor.definition import (
+from spanline.events.workflow_definition import (
     FromNodeOutput,
-    FromWorkflowInput,
     NodeDefinition,
     WorkflowDefinition,
     dependencies,
 )
+from spanline.executor import spans
 from spanline.executor.errors import ExecutionFailure
+from spanline.executor.graph import SKIPPED, NodeResult, is_skipped, read_binding
+from spanline.executor.inputs import check_inputs
 from spanline.executor.nodes.code import run_code
 from spanline.executor.nodes.conditional import choose_port
 from spanline.executor.nodes.model import CostModel, run_model
 from spanline.executor.nodes.template import run_template
 from spanline.executor.providers.base import ModelProvider
-from spanline.executor.requests import ExecutionRequest, WorkflowSnapshot
 
 MAX_SUBWORKFLOW_DEPTH: Final = 8
-_INPUT_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "STRING": (str,),
-    "NUMBER": (int, float),
-    "ARRAY": (list,),
-    "CHAT_HISTORY": (list,),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,42 +51,12 @@ class WorkflowOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _NodeResult:
-    outputs: dict[str, Any] = field(default_factory=dict)
-    port: str | None = None
-    skipped: bool = False
-
-
-_SKIPPED: Final = _NodeResult(skipped=True)
-
-
-@dataclass(frozen=True, slots=True)
 class _Run:
     """What every span of one top-level execution shares."""
 
     org: str
     root: UUID
     subworkflows: Mapping[str, WorkflowSnapshot]
-
-
-def check_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) -> dict[str, Any]:
-    declared = {workflow_input.name: workflow_input for workflow_input in definition.inputs}
-    problems = [f"unknown input {name!r}" for name in given if name not in declared]
-    resolved: dict[str, Any] = {}
-    for name, spec in declared.items():
-        if name in given:
-            value = given[name]
-            allowed = _INPUT_TYPES.get(spec.type)
-            if (allowed and not isinstance(value, allowed)) or (isinstance(value, bool) and spec.type == "NUMBER"):
-                problems.append(f"input {name!r} should be {spec.type}, got {type(value).__name__}")
-            resolved[name] = value
-        elif not spec.required:
-            resolved[name] = spec.default
-        else:
-            problems.append(f"missing required input {name!r}")
-    if problems:
-        raise ExecutionFailure("INVALID_INPUTS", "; ".join(problems))
-    return resolved
 
 
 class WorkflowRunner:
@@ -156,9 +121,9 @@ class WorkflowRunner:
         depth: int,
         span: Span,
     ) -> dict[str, Any]:
-        results: dict[str, _NodeResult] = {}
+        results: dict[str, NodeResult] = {}
         waiting = {node.id: node for node in definition.nodes}
-        running: dict[asyncio.Task[_NodeResult], str] = {}
+        running: dict[asyncio.Task[NodeResult], str] = {}
         try:
             while waiting or running:
                 self._start_ready(waiting, results, running, inputs, snapshot, context, run, depth)
@@ -173,13 +138,13 @@ class WorkflowRunner:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-        return {output.name: _read(output.source, results, inputs) for output in definition.outputs}
+        return {output.name: read_binding(output.source, results, inputs) for output in definition.outputs}
 
     def _start_ready(
         self,
         waiting: dict[str, NodeDefinition],
-        results: dict[str, _NodeResult],
-        running: dict[asyncio.Task[_NodeResult], str],
+        results: dict[str, NodeResult],
+        running: dict[asyncio.Task[NodeResult], str],
         inputs: dict[str, Any],
         snapshot: WorkflowSnapshot,
         context: ParentContext,
@@ -194,10 +159,10 @@ class WorkflowRunner:
                     continue
                 del waiting[node_id]
                 progressed = True
-                if _skipped(node, results):
-                    results[node_id] = _SKIPPED
+                if is_skipped(node, results):
+                    results[node_id] = SKIPPED
                     continue
-                node_inputs = {name: _read(binding, results, inputs) for name, binding in node.inputs.items()}
+                node_inputs = {name: read_binding(binding, results, inputs) for name, binding in node.inputs.items()}
                 task = asyncio.create_task(self._run_node(node, node_inputs, snapshot, context, run, depth))
                 running[task] = node_id
 
@@ -209,7 +174,7 @@ class WorkflowRunner:
         context: ParentContext,
         run: _Run,
         depth: int,
-    ) -> _NodeResult:
+    ) -> NodeResult:
         workflow_definition = context.workflow_definition
         assert workflow_definition is not None
         span_id = uuid.uuid4()
@@ -255,14 +220,14 @@ class WorkflowRunner:
         run: _Run,
         depth: int,
         span: Span,
-    ) -> _NodeResult:
+    ) -> NodeResult:
         if node.kind == "template":
-            return _NodeResult(await run_template(node.config, inputs))
+            return NodeResult(await run_template(node.config, inputs))
         if node.kind == "code":
-            return _NodeResult(await run_code(node.config, inputs, node.timeout_s))
+            return NodeResult(await run_code(node.config, inputs, node.timeout_s))
         if node.kind == "conditional":
             port = choose_port(node.config, inputs)
-            return _NodeResult({"output": port}, port=port)
+            return NodeResult({"output": port}, port=port)
         if node.kind == "model":
 
             async def on_delta(delta: str) -> None:
@@ -270,7 +235,7 @@ class WorkflowRunner:
 
             outcome = await run_model(node.config, inputs, self._providers, self._prices, on_delta)
             span.set_attribute(spans.USAGE, spans.to_json(outcome.usage_result))
-            return _NodeResult(outcome.outputs)
+            return NodeResult(outcome.outputs)
         if node.kind == "subworkflow":
             return await self._run_subworkflow(node, inputs, span_id, node_definition, context, run, depth)
         raise ExecutionFailure("INVALID_WORKFLOW", f"node {node.id!r} has unknown kind {node.kind!r}")
@@ -284,7 +249,7 @@ class WorkflowRunner:
         context: ParentContext,
         run: _Run,
         depth: int,
-    ) -> _NodeResult:
+    ) -> NodeResult:
         name = str(node.config["workflow"])
         snapshot = run.subworkflows.get(name)
         if snapshot is None:
@@ -295,7 +260,7 @@ class WorkflowRunner:
         outcome = await self._run_workflow(snapshot, inputs, uuid.uuid4(), parent, run, depth + 1)
         if outcome.error is not None:
             raise ExecutionFailure(outcome.error.code, outcome.error.message, raw_data=outcome.error.raw_data)
-        return _NodeResult(outcome.outputs or {})
+        return NodeResult(outcome.outputs or {})
 
     # events emitted inside a span ---------------------------------------------------------------
 
@@ -316,7 +281,7 @@ class WorkflowRunner:
         self,
         definition: WorkflowDefinition,
         node_id: str,
-        result: _NodeResult,
+        result: NodeResult,
         context: ParentContext,
         run: _Run,
         span: Span,
@@ -372,30 +337,3 @@ def _envelope(span: Span, span_id: UUID, parent: ParentContext | None) -> dict[s
         "span_id": span_id,
         "parent": parent,
     }
-
-
-def _skipped(node: NodeDefinition, results: Mapping[str, _NodeResult]) -> bool:
-    """Skipped: after an untaken port or a skipped node; or every node it reads from was skipped."""
-    for edge in node.after:
-        upstream = results[edge.node]
-        if upstream.skipped or (edge.port is not None and upstream.port != edge.port):
-            return True
-    sources = [b.node for b in node.inputs.values() if isinstance(b, FromNodeOutput)]
-    return bool(sources) and all(results[source].skipped for source in sources)
-
-
-def _read(binding: Any, results: Mapping[str, _NodeResult], inputs: Mapping[str, Any]) -> Any:
-    if isinstance(binding, FromWorkflowInput):
-        return inputs.get(binding.workflow_input)
-    if isinstance(binding, FromNodeOutput):
-        result = results[binding.node]
-        if result.skipped:
-            return None
-        if binding.output not in result.outputs:
-            raise ExecutionFailure(
-                "NODE_EXECUTION",
-                f"node {binding.node!r} has no output {binding.output!r}",
-                raw_data={"outputs": list(result.outputs)},
-            )
-        return result.outputs[binding.output]
-    return binding.value

@@ -19,11 +19,11 @@ import msgspec
 
 from spanline.bus.interface import Bus, BusMessage, TopicPartition
 from spanline.core.config import Settings
+from spanline.events.execution_request import ExecutionRequest, decode_request
 from spanline.executor.pricing import PriceTable
 from spanline.executor.providers.base import ModelProvider
 from spanline.executor.providers.registry import build_providers
 from spanline.executor.publisher import EventPublisher
-from spanline.executor.requests import ExecutionRequest, decode_request
 from spanline.executor.runner import WorkflowRunner
 from spanline.executor.tracing import build_tracer_provider, executor_tracer
 

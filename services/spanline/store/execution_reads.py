@@ -1,5 +1,5 @@
 """Reads behind the execution endpoints: one execution's header, a keyset page of its spans, the events
-of those spans, its usage per model, and the stored event history in stream order.
+of those spans, and the stored event history in stream order (its usage per model: store/model_usage.py).
 
 Every query is scoped to the caller's organization and to one execution's primary-key range; a span page
 reads `span_order` (keyed in page order) from its cursor on, then the page's spans by primary key, so its
@@ -53,14 +53,6 @@ WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spa
 ORDER BY span_id, kafka_offset, event_id
 """
 
-_USAGE = """
-SELECT model, sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-       sum(input_chars), sum(output_chars), sum(compute_nanos), sum(cost_usd)
-FROM usage FINAL
-WHERE org = {org:String} AND execution_id = {execution:UUID}
-GROUP BY model ORDER BY model
-"""
-
 _HISTORY = """
 SELECT kafka_offset, name, payload FROM events_by_span FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND kafka_offset > {after:Int64}
@@ -99,19 +91,6 @@ class SpanRow:
     status: str
     start_ts: datetime
     end_ts: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelUsageRow:
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    input_chars: int
-    output_chars: int
-    compute_nanos: int
-    cost_usd: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +139,6 @@ async def span_events(store: Store, org: str, execution_id: UUID, span_ids: list
     for span_id, payload in await store.query(_SPAN_EVENTS, _scope(org, execution_id, spans=span_ids)):
         found[span_id].append(payload)
     return found
-
-
-async def usage_by_model(store: Store, org: str, execution_id: UUID) -> list[ModelUsageRow]:
-    return [ModelUsageRow(*row) for row in await store.query(_USAGE, _scope(org, execution_id))]
 
 
 async def history(store: Store, org: str, execution_id: UUID, after_offset: int) -> list[StoredEvent]:

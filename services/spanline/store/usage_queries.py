@@ -270,8 +270,8 @@ def build_usage_sql(query: UsageQuery, org: str, *, hour_tier: bool = True) -> t
     else:
         where = ["org = {org:String}", f"minute >= {_START}", f"minute < {_END}", *filters]
         source = f"usage_by_minute FINAL\nWHERE {' AND '.join(where)}"
-    # Keys leave as text formatted by ClickHouse (vectorised; Python's strftime and str(UUID) cost ~10 us a
-    # row), while rows are grouped and ordered by the raw values (aliases defined inside the expressions).
+    # Keys leave as text formatted by ClickHouse (vectorised, where Python's strftime and str(UUID) would run
+    # once per row), while rows are grouped and ordered by the raw values (aliases defined inside the expressions).
     keys: list[str] = []
     aliases: list[str] = []
     if query.granularity is not None:
@@ -306,18 +306,18 @@ _MEASURE_VALUE: Final[Mapping[str, Callable[[Any], int | float | None] | None]] 
 
 
 @dataclass(frozen=True, slots=True)
-class UsageResult:
+class UsageRows:
     rows: list[dict[str, Any]]
     truncated: bool
 
 
-def shape_rows(query: UsageQuery, rows: Sequence[Sequence[Any]]) -> UsageResult:
+def shape_rows(query: UsageQuery, rows: Sequence[Sequence[Any]]) -> UsageRows:
     """Rows of build_usage_sql's SELECT as dicts: keys arrive as text, measures by their kind. Converted a
     column at a time (map over a column runs in C; a month by hour is ~9,000 rows)."""
     names = (["bucket"] if query.granularity is not None else []) + [*query.dimensions, *query.measures]
     kept = rows[: query.limit]
     if not kept:
-        return UsageResult([], truncated=False)
+        return UsageRows([], truncated=False)
     converters = [None] * (len(names) - len(query.measures)) + [
         _MEASURE_VALUE[MEASURES[m].kind] for m in query.measures
     ]
@@ -327,9 +327,9 @@ def shape_rows(query: UsageQuery, rows: Sequence[Sequence[Any]]) -> UsageResult:
     ]
     # Equal lengths by construction; strict zips would add a third to the cost of building the dicts.
     shaped = [dict(zip(names, values, strict=False)) for values in zip(*columns, strict=False)]
-    return UsageResult(shaped, truncated=len(rows) > query.limit)
+    return UsageRows(shaped, truncated=len(rows) > query.limit)
 
 
-async def run_usage_query(store: Store, org: str, query: UsageQuery) -> UsageResult:
+async def run_usage_query(store: Store, org: str, query: UsageQuery) -> UsageRows:
     sql, parameters = build_usage_sql(query, org)
     return shape_rows(query, await store.query(sql, parameters))

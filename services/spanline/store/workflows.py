@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from spanline.executor.definition import WorkflowDefinition
-from spanline.executor.requests import WorkflowSnapshot
+from spanline.events.execution_request import WorkflowSnapshot
+from spanline.events.workflow_definition import WorkflowDefinition
 from spanline.store.store import Store
 
 _LATEST = """

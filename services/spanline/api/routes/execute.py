@@ -13,11 +13,17 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 from sse_starlette import EventSourceResponse
 
+from spanline.api.contract_types import ExecutionErrorField
 from spanline.api.deps import AppStateDep, OrgDep
-from spanline.api.executions import follow, request_execution, workflow_or_404
 from spanline.api.live import LiveEvent
+from spanline.api.run_requests import follow, request_execution, workflow_or_404
 from spanline.api.vellum_values import VellumValue, vellum_values
-from spanline.events.models import WorkflowExecutionFulfilledEvent, WorkflowExecutionRejectedEvent, event_name
+from spanline.events.models import (
+    ExecutionError,
+    WorkflowExecutionFulfilledEvent,
+    WorkflowExecutionRejectedEvent,
+    event_name,
+)
 
 router = APIRouter(prefix="/v1", tags=["execute"])
 
@@ -57,17 +63,12 @@ class ExecuteStreamRequest(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-class ExecutionError(BaseModel):
-    message: str
-    code: str
-
-
 class ExecutionData(BaseModel):
     id: str
     state: Literal["FULFILLED", "REJECTED"]
     ts: datetime
     outputs: list[VellumValue] | None = None
-    error: ExecutionError | None = None
+    error: ExecutionErrorField | None = None  # message and code only
 
 
 class ExecuteWorkflowResponse(BaseModel):

@@ -13,28 +13,16 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 
+from spanline.api.contract_types import UsageResultField
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.vellum_values import VellumValue, vellum_values
+from spanline.events.models import Cost, ModelUsage, ModelUsageCounts, UsageResult
 from spanline.store import execution_reads as reads
+from spanline.store.model_usage import ModelUsageRow, usage_by_model
 
 router = APIRouter(prefix="/v1", tags=["executions"])
 
 ExecutionState = Literal["INITIATED", "STREAMING", "FULFILLED", "REJECTED", "PAUSED", "PENDING"]
-
-
-class ModelUsage(BaseModel):
-    ml_model_name: str
-    ml_model_usage: dict[str, int]
-
-
-class Cost(BaseModel):
-    value: float
-    unit: str = "USD"
-
-
-class UsageResult(BaseModel):
-    usage: list[ModelUsage]
-    cost: list[Cost]
 
 
 class Span(BaseModel):
@@ -56,7 +44,7 @@ class ExecutionDetail(BaseModel):
     inputs: list[VellumValue]
     outputs: list[VellumValue]
     error: dict[str, Any] | None
-    usage_results: list[UsageResult] | None
+    usage_results: list[UsageResultField] | None
     spans: list[Span]
     state: dict[str, Any] | None
 
@@ -113,23 +101,33 @@ def _span(row: reads.SpanRow, events: list[str], workflow_id: UUID) -> Span:
     )
 
 
-def _usage_results(rows: list[reads.ModelUsageRow]) -> list[UsageResult] | None:
+_COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "input_chars", "output_chars",
+           "compute_nanos")  # fmt: skip
+
+
+def _usage_results(rows: list[ModelUsageRow]) -> list[UsageResult] | None:
+    """One UsageResult for the whole execution: usage per model (providers summed), one total cost."""
     if not rows:
         return None
+    per_model: dict[str, list[int]] = {}
+    for row in rows:  # ordered by model
+        totals = per_model.setdefault(row.model, [0] * len(_COUNTS))
+        for index, name in enumerate(_COUNTS):
+            totals[index] += getattr(row, name)
     usage = [
         ModelUsage(
-            ml_model_name=row.model,
-            ml_model_usage={
-                "input_token_count": row.input_tokens,
-                "output_token_count": row.output_tokens,
-                "cache_read_input_tokens": row.cache_read_tokens,
-                "cache_creation_input_tokens": row.cache_write_tokens,
-                "input_char_count": row.input_chars,
-                "output_char_count": row.output_chars,
-                "compute_nanos": row.compute_nanos,
-            },
+            ml_model_name=model,
+            ml_model_usage=ModelUsageCounts(
+                input_token_count=totals[0],
+                output_token_count=totals[1],
+                cache_read_input_tokens=totals[2],
+                cache_creation_input_tokens=totals[3],
+                input_char_count=totals[4],
+                output_char_count=totals[5],
+                compute_nanos=totals[6],
+            ),
         )
-        for row in rows
+        for model, totals in per_model.items()
     ]
     return [UsageResult(usage=usage, cost=[Cost(value=float(sum(row.cost_usd for row in rows)))])]
 
@@ -156,7 +154,7 @@ async def execution_detail(
     header, start, usage = await asyncio.gather(
         reads.execution(store, org, execution_id),
         reads.span_start(store, org, execution_id, prev_span_id) if prev_span_id is not None else _none(),
-        reads.usage_by_model(store, org, execution_id),
+        usage_by_model(store, org, execution_id, with_cost_only_entries=True),
     )
     if header is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")

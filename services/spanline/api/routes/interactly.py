@@ -21,7 +21,8 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from spanline.api.deps import OrgDep, StoreDep
-from spanline.store.runs import ModelUsage, get_run, last_event_time, usage_by_model
+from spanline.store.model_usage import ModelUsageRow, usage_by_model
+from spanline.store.run_records import get_run, last_event_time
 
 router = APIRouter(prefix="/workflows/v1", tags=["interactly"])
 
@@ -85,7 +86,7 @@ def _average(total: float, count: int) -> float:
     return total / count if count else 0.0
 
 
-def token_usage(usage: list[ModelUsage]) -> TokenUsage:
+def token_usage(usage: list[ModelUsageRow]) -> TokenUsage:
     inputs = sum(u.input_tokens for u in usage)
     outputs = sum(u.output_tokens for u in usage)
     return TokenUsage(
@@ -107,7 +108,7 @@ def token_usage(usage: list[ModelUsage]) -> TokenUsage:
     )
 
 
-def latency_stats(usage: list[ModelUsage]) -> LatencyStats:
+def latency_stats(usage: list[ModelUsageRow]) -> LatencyStats:
     calls = sum(u.calls for u in usage)
     total_ms = sum(u.compute_nanos for u in usage) / 1e6
     return LatencyStats(

@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from spanline.api.deps import OrgDep, StoreDep
-from spanline.store.runs import (
+from spanline.store.run_records import (
     RunRecord,
     StepRecord,
     get_run,

@@ -127,7 +127,7 @@ async def _history(state: AppState, org: str, execution_id: UUID, after: int) ->
 
     async def read() -> list[_HistoryEvent]:
         stored = await reads.history(state.store, org, execution_id, after)
-        # Framing a long history is CPU work (~3 µs per event): off the event loop the live streams share.
+        # Framing a long history is CPU work in proportion to its length: off the loop the live streams share.
         return await asyncio.to_thread(_history_events, execution_id, stored)
 
     return await state.hub.reads.read(("history", org, execution_id, after), read)

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel
 
 from spanline.api.deps import AppStateDep, OrgDep
-from spanline.api.executions import request_execution, workflow_or_404
-from spanline.executor.definition import WorkflowDefinition
+from spanline.api.run_requests import request_execution, workflow_or_404
+from spanline.events.workflow_definition import WorkflowDefinition
 from spanline.store.workflows import StoredWorkflow, SubworkflowError, list_workflows, save_workflow
 
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])

@@ -14,9 +14,9 @@ from fastapi import HTTPException, status
 from spanline.api.live import LiveEvent, Subscription
 from spanline.api.state import AppState
 from spanline.bus.interface import ORG_HEADER
+from spanline.events.execution_request import ExecutionRequest, encode_request
 from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, event_name
-from spanline.executor.definition import WorkflowDefinition
-from spanline.executor.requests import ExecutionRequest, encode_request
+from spanline.events.workflow_definition import WorkflowDefinition
 from spanline.store.workflows import (
     StoredWorkflow,
     SubworkflowError,

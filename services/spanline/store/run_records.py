@@ -1,6 +1,7 @@
-"""Runs (top-level executions), their steps (node spans) and their model usage, read for the Arcee and
-Interactly endpoints. One row per key with FINAL over a primary-key range; every statement is scoped by
-`org = {org:String}` and takes user input only as server-side parameters."""
+"""Runs (top-level executions) and their steps (node spans) as decoded records, read for the Arcee and
+Interactly endpoints (their model usage: store/model_usage.py). One row per key with FINAL over a
+primary-key range; every statement is scoped by `org = {org:String}` and takes user input only as
+server-side parameters."""
 
 from __future__ import annotations
 
@@ -42,15 +43,6 @@ SELECT span_id, parent_span_id, definition_id, definition_name, definition_modul
 FROM steps
 WHERE org = {org:String} AND execution_id = {execution_id:UUID}
 ORDER BY start_ts, toString(span_id)
-"""
-
-# Model calls only: a cost-only usage entry has no model (and no tokens or latency).
-_USAGE_BY_MODEL_SQL: Final = """
-SELECT model, provider, sum(input_tokens), sum(output_tokens), count(), sum(compute_nanos)
-FROM usage FINAL
-WHERE org = {org:String} AND execution_id = {execution_id:UUID} AND model != ''
-GROUP BY model, provider
-ORDER BY model, provider
 """
 
 _SEEN_WORKFLOW_BY_ID: Final = """
@@ -101,16 +93,6 @@ class StepRecord:
     cache_write_tokens: int
     model_calls: int
     cost_usd: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class ModelUsage:
-    model: str
-    provider: str
-    input_tokens: int
-    output_tokens: int
-    calls: int
-    compute_nanos: int
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -186,12 +168,3 @@ async def last_event_time(store: Store, org: str, execution_id: UUID) -> datetim
 async def list_steps(store: Store, org: str, execution_id: UUID) -> list[StepRecord]:
     """Every node execution of the run, subworkflow nodes included, in start order."""
     return [_step(row) for row in await store.query(_STEPS_SQL, {"org": org, "execution_id": execution_id})]
-
-
-async def usage_by_model(store: Store, org: str, execution_id: UUID) -> list[ModelUsage]:
-    """The run's model calls (subworkflows share the root execution id) per (model, provider)."""
-    rows = await store.query(_USAGE_BY_MODEL_SQL, {"org": org, "execution_id": execution_id})
-    return [
-        ModelUsage(str(model), str(provider), int(inputs), int(outputs), int(calls), int(nanos))
-        for model, provider, inputs, outputs, calls, nanos in rows
-    ]

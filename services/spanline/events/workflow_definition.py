@@ -80,9 +80,6 @@ class WorkflowDefinition(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
-    def node(self, node_id: str) -> NodeDefinition:
-        return next(node for node in self.nodes if node.id == node_id)
-
 
 def dependencies(node: NodeDefinition) -> set[str]:
     """The nodes that must finish before `node` may start."""
