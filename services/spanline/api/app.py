@@ -30,6 +30,7 @@ from spanline.api.routes import (
 )
 from spanline.api.state import AppState, ConsumerCounters
 from spanline.api.ui import router as ui
+from spanline.api.validation import install as install_validation_errors
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
 from spanline.core.config import Settings
@@ -79,6 +80,7 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
+    install_validation_errors(app)
     for router in (
         health.router,
         organization.router,
