@@ -28,6 +28,7 @@ from spanline.api.routes import (
     workflows,
 )
 from spanline.api.state import AppState, ConsumerCounters
+from spanline.api.validation import install as install_validation_errors
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
 from spanline.core.config import Settings
@@ -80,6 +81,7 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
+    install_validation_errors(app)
     for router in (
         health.router,
         organization.router,

@@ -224,8 +224,12 @@ class KafkaConsumer:
                 await self._consumer.position(partition)
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        """The partition's end offset as of the last fetch (no request), for lag."""
-        value = self._consumer.highwater(KafkaTopicPartition(tp.topic, tp.partition))
+        """The partition's end offset as of the last fetch (no request), for lag; None once a rebalance
+        has taken the partition away (aiokafka asserts it is assigned)."""
+        partition = KafkaTopicPartition(tp.topic, tp.partition)
+        if partition not in self._consumer.assignment():
+            return None
+        value = self._consumer.highwater(partition)
         return None if value is None else int(value)
 
     async def getmany(self, *, max_records: int, timeout_ms: int) -> list[BusMessage]:

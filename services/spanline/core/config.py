@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     executor_concurrency: int = Field(default=8, ge=1, le=1000)
     executor_group: str = "spanline-executor"
     execute_timeout_s: float = Field(default=300.0, gt=0)
+    code_nodes: Literal["sandbox", "unsafe"] = Field(
+        default="sandbox", description="sandbox = bubblewrap or refuse; unsafe = plain child process (trusted code)"
+    )
+    code_bwrap: str = "bwrap"
+    code_python: Path | None = Field(default=None, description="the interpreter code nodes run on; unset = found")
+    code_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=32 * 1024 * 1024)
+    code_cpu_seconds: int = Field(default=30, ge=1)
+    code_max_processes: int = Field(default=16, ge=1)
+    code_max_open_files: int = Field(default=64, ge=16)
+    code_max_file_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    code_tmp_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    code_output_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("clickhouse_dsn")

@@ -23,9 +23,11 @@ FROM executions FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID}
 """
 
+# The cursor's start by primary key: in span_order, keyed by start first, finding a span id read every
+# row before it (the deeper the page, the more).
 _CURSOR = """
-SELECT start_ts FROM span_order
-WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = toString({span:UUID})
+SELECT start_ts FROM spans FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {span:UUID}
 LIMIT 1
 """
 

@@ -160,15 +160,14 @@ class _Joiner:
         return self.every_type or name.startswith(self.prefixes)
 
     def history_frames(self, events: Iterable[_HistoryEvent]) -> Iterator[bytes]:
-        """The frames of the stored events to send, up to and including the terminal event."""
+        """The frames of the stored events to send: all of them, also those stored after the terminal
+        event (emitters may be out of order, SPEC §4); the live feed is not read after a terminal one."""
         for event in events:
             if self.take(event.offset, event.name, event.event_id, event.ends_root):
                 yield event.frame
             if self.history_ids is None:
                 self.history_ids = _RecentIds()
             self.history_ids.add(event.event_id)
-            if self.finished:
-                return
 
     def live_chunk(self, items: Sequence[LiveEvent]) -> bytes:
         """The frames of these live events to send, joined (the same bytes object when only one)."""
