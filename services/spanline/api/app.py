@@ -62,6 +62,8 @@ def create_app(
             hub = LiveHub(app_bus, settings.events_topic, settings.default_org, resume_group=settings.consumer_group)
             await hub.start()
             stack.push_async_callback(hub.stop)
+            offsets = app_bus.offset_reader()
+            stack.push_async_callback(offsets.close)
             state = AppState(
                 settings,
                 app_store,
@@ -70,6 +72,7 @@ def create_app(
                 producer,
                 hub,
                 RecentRequests(),
+                offsets,
                 consumer_metrics,
             )
             yield {"spanline": state}

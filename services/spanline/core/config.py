@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     store_threads: int = Field(default=4, ge=1, le=64)
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    metrics_org: str | None = Field(
+        default=None, description="the organization whose keys may read /metrics; unset: any valid key"
+    )
     schemas_dir: Path = _SOURCE_SCHEMAS_DIR
     price_table: Path | None = Field(
         default=None, description="TOML price table (USD per million tokens); unset = the shipped one"
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
             raise ValueError(f"SPANLINE_CLICKHOUSE_DSN must start with chdb://, http:// or https://, got {value!r}")
         return value
 
-    @field_validator("kafka_bootstrap")
+    @field_validator("kafka_bootstrap", "metrics_org")
     @classmethod
     def _blank_means_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -59,9 +59,6 @@ WHERE org = {org:String} AND execution_id = {execution:UUID} AND kafka_offset > 
 ORDER BY kafka_offset, event_id
 """
 
-_OWNER = "SELECT org FROM executions WHERE execution_id = {execution:UUID} LIMIT 1"
-_OWNER_FROM_EVENTS = "SELECT org FROM events WHERE execution_id = {execution:UUID} LIMIT 1"
-
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRow:
@@ -144,15 +141,6 @@ async def span_events(store: Store, org: str, execution_id: UUID, span_ids: list
 async def history(store: Store, org: str, execution_id: UUID, after_offset: int) -> list[StoredEvent]:
     rows = await store.query(_HISTORY, _scope(org, execution_id, after=after_offset))
     return [StoredEvent(int(offset), str(name), str(payload)) for offset, name, payload in rows]
-
-
-async def owner(store: Store, execution_id: UUID) -> str | None:
-    """The organization an execution belongs to, whoever asks (for answering 404 rather than waiting)."""
-    for query in (_OWNER, _OWNER_FROM_EVENTS):
-        rows = await store.query(query, {"execution": execution_id})
-        if rows:
-            return str(rows[0][0])
-    return None
 
 
 _LIST = """
