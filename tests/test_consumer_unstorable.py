@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import ORG_HEADER, TopicPartition
 from spanline.bus.memory import MemoryBus
 from spanline.consumer import decode as decode_module
@@ -25,6 +27,7 @@ from spanline.consumer.storable import MAX_CALLS, MAX_COMPUTE_NANOS
 from spanline.core.config import Settings
 from spanline.store.store import Store
 from tests.consumer_events import generate_execution
+from tests.kafka.broker import KafkaBroker
 from tests.odd_events import COUNTS, fulfilled
 
 VISIBLE_WITHIN_S = 5.0
@@ -212,3 +215,64 @@ async def test_clamped_values_are_stored_as_documented(consumer: Consumer) -> No
     )
     assert stored[0].encode() == payload
     assert consumer.dead_letters() == []
+
+
+@pytest.mark.kafka
+async def test_the_dlq_on_kafka_takes_every_message_up_to_the_event_limit(
+    store: Store, settings: Settings, kafka_broker: KafkaBroker
+) -> None:
+    """A refused message of exactly SPANLINE_MAX_EVENT_BYTES, and one just above it (too_large), reach the DLQ on
+    topics made by `ensure_topics` (the broker's own default limit is 1 MiB + 12 bytes, below a 1 MiB event and
+    its DLQ headers), and a normal run after them is visible."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka_broker.bootstrap,
+            "events_topic": f"events-{suffix}",
+            "dlq_topic": f"dlq-{suffix}",
+            "executions_topic": f"executions-{suffix}",
+            "consumer_group": f"group-{suffix}",
+            "topic_partitions": 1,
+            "max_event_bytes": 1_048_576,
+        }
+    )
+    bus = create_bus(settings)
+    await ensure_topics(bus, settings)
+    root = generate_execution(random.Random("big"), org=ORG).execution_id
+    old = "1800-01-01T00:00:00Z"
+    small = odd(root, body__outputs={"blob": ""})
+    small_old = odd(root, body__outputs={"blob": ""}, timestamp=old)
+    refused = [  # schema-valid JSON, refused by the checks, at the limit; and one byte over it
+        odd(root, body__outputs={"blob": "x" * (settings.max_event_bytes - len(small_old))}, timestamp=old),
+        odd(root, body__outputs={"blob": "x" * (settings.max_event_bytes - len(small) + 1)}),
+    ]
+    assert [len(payload) for payload in refused] == [settings.max_event_bytes, settings.max_event_bytes + 1]
+    producer = bus.producer()
+    await producer.start()
+    headers = ((ORG_HEADER, ORG.encode()),)
+    for payload in refused:
+        await producer.send(settings.events_topic, payload, key=root.encode(), headers=headers)
+    execution = generate_execution(random.Random("after-big"), org=ORG)
+    for payload in execution.payloads():
+        await producer.send(settings.events_topic, payload, key=root.encode(), headers=headers)
+    await producer.flush()
+    produced_at = time.monotonic()
+    await producer.stop()
+
+    metrics = ConsumerMetrics()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_consumer(settings, store=store, bus=bus, metrics=metrics, stop=stop))
+    running = Consumer(MemoryBus(), store, settings, metrics, task)  # only the store and task are used here
+    await assert_run_visible(running, execution.execution_id, execution.status, produced_at + 25)  # broker start-up
+    reader = bus.consumer([settings.dlq_topic], group_id=None)
+    await reader.start()
+    dead: dict[bytes, dict[str, bytes]] = {}
+    deadline = time.monotonic() + 30
+    while len(dead) < len(refused):
+        assert time.monotonic() < deadline, f"{len(dead)} of {len(refused)} in the DLQ"
+        for message in await reader.getmany(max_records=10, timeout_ms=500):
+            dead[message.value] = dict(message.headers)
+    await reader.stop()
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert [dead[payload][REASON_HEADER] for payload in refused] == [b"timestamp_out_of_range", b"too_large"]

@@ -31,7 +31,9 @@ class MemoryBus:
 
     # topics -----------------------------------------------------------------------------------
 
-    async def create_topics(self, names: Sequence[str], partitions: int) -> None:
+    async def create_topics(
+        self, names: Sequence[str], partitions: int, *, max_message_bytes: int | None = None
+    ) -> None:
         for name in names:
             self._topics.setdefault(name, [[] for _ in range(partitions)])
 
