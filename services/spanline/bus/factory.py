@@ -30,7 +30,11 @@ def create_bus(settings: Settings) -> Bus:
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             max_request_bytes=topic_message_limits(settings)[1],
         )
-    return MemoryBus(default_partitions=settings.topic_partitions)
+    return MemoryBus(
+        default_partitions=settings.topic_partitions,
+        retention_bytes=settings.memory_bus_partition_bytes,
+        lossy_topics=frozenset({settings.dlq_topic}),
+    )
 
 
 async def ensure_topics(bus: Bus, settings: Settings) -> None:
