@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from spanline.api.live.frames import LiveEvent
 from spanline.bus.factory import create_bus, ensure_topics
-from spanline.bus.interface import ORG_HEADER, TopicPartition
+from spanline.bus.interface import ORG_HEADER, BusMessage, TopicPartition
 from spanline.bus.memory import MemoryBus
 from spanline.consumer import decode as decode_module
 from spanline.consumer.dlq import ERROR_HEADER, REASON_HEADER
@@ -276,3 +277,13 @@ async def test_the_dlq_on_kafka_takes_every_message_up_to_the_event_limit(
     stop.set()
     await asyncio.wait_for(task, 30)
     assert [dead[payload][REASON_HEADER] for payload in refused] == [b"timestamp_out_of_range", b"too_large"]
+
+
+@pytest.mark.parametrize("kind", list(REFUSED))
+def test_the_live_feed_never_delivers_what_the_consumer_dead_letters(kind: str) -> None:
+    build, _ = REFUSED[kind]
+    root = generate_execution(random.Random(kind), org=ORG).execution_id
+    item = LiveEvent.route(BusMessage("spanline.events", 0, 0, root.encode(), build(root), (), 0), ORG)
+    assert item is None or not item.prepare()
+    good = LiveEvent.route(BusMessage("spanline.events", 0, 1, root.encode(), odd(root), (), 0), ORG)
+    assert good is not None and good.prepare()
