@@ -39,6 +39,13 @@ class BusMessage:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+
+
 def org_of(message: BusMessage, default_org: str) -> str | None:
     """The organization a message belongs to (one rule for the consumer and the live feed, so stored and
     live agree): no header → the default; undecodable or blank → None."""
@@ -65,6 +72,10 @@ class BusProducer(Protocol):
         """Queue a message; it is durable once `flush()` returns."""
 
     async def flush(self) -> None: ...
+
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send and return once the broker acknowledged every one of these messages; raise
+        BusUnavailableError if any was not. Only this call sees its failures (not another's flush)."""
 
 
 class BusConsumer(Protocol):

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, TopicPartition
+from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, OutgoingMessage, TopicPartition
 
 # Big enough for thousands of ~1 KB events per request; the broker's default message.max.bytes is 1 MiB.
 _MAX_BATCH_BYTES = 1_000_000
@@ -168,6 +168,21 @@ class KafkaProducer:
         failure, self._failure = self._failure, None
         if failure is not None:
             raise BusUnavailableError(f"a Kafka send failed: {failure}") from failure
+
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        # Deliveries are awaited here and kept out of _pending: their failure is this caller's alone.
+        try:
+            deliveries = [
+                await self._producer.send(topic, m.value, key=m.key, headers=list(m.headers)) for m in messages
+            ]
+            outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        except (KafkaError, OSError) as exc:
+            raise BusUnavailableError(f"a Kafka send failed: {exc or type(exc).__name__}") from exc
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise BusUnavailableError(
+                f"{len(failures)} of {len(messages)} Kafka sends failed: {failures[0]}"
+            ) from failures[0]
 
 
 class KafkaConsumer:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, TopicPartition
+from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, OutgoingMessage, TopicPartition
 from spanline.bus.partitioning import partition_for_key
 
 DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
@@ -136,7 +136,8 @@ class MemoryBus:
             self._room_waiters.add(room)
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(room, remaining)  # until the next commit
+                    async with asyncio.timeout(remaining):
+                        await room  # until the next commit
             finally:
                 self._room_waiters.discard(room)
         message = BusMessage(topic, partition, log.end, key, value, headers, message.timestamp_ms)
@@ -164,9 +165,13 @@ class MemoryBus:
         return self._partitions_of(tp.topic)[tp.partition].read(offset, limit)
 
     async def wait_for_messages(self, timeout_s: float) -> None:
+        # asyncio.timeout, not wait_for: wait_for runs wait() in a task of its own, and a second
+        # cancellation of the caller (a consumer being stopped) could leave before that task took the
+        # lock back, so leaving `async with` released an unheld lock ("Lock is not acquired").
         async with self._arrived:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self._arrived.wait()
 
     # groups -----------------------------------------------------------------------------------
 
@@ -235,6 +240,10 @@ class MemoryProducer:
 
     async def flush(self) -> None:
         return None
+
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        for message in messages:
+            await self._bus.append(topic, message.value, message.key, message.headers)
 
 
 class MemoryConsumer:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=60_000)
     default_org: str = Field(default="default", min_length=1)
     max_event_bytes: int = Field(default=1_048_576, ge=1024)
+    max_request_bytes: int = Field(
+        default=16 * 1_048_576, ge=1024, description="largest intake request body (monitoring events, OTLP)"
+    )
     consumer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
     consumer_poll_ms: int = Field(default=500, ge=1, le=60_000)
     consumer_derive_interval_ms: int = Field(default=500, ge=0, le=60_000)

@@ -295,7 +295,9 @@ class WorkflowRunner:
                     workflow_definition=context.workflow_definition,
                     output=StreamedOutput(name=output.name, value=value),
                 )
-                event = WorkflowExecutionStreamingEvent(**_envelope(span, context.span_id, context.parent), body=body)
+                event = WorkflowExecutionStreamingEvent(
+                    **_envelope(span, context.span_id, context.parent or None), body=body
+                )
                 self._emit(run.org, run.root, event)
 
     # helpers ------------------------------------------------------------------------------------
