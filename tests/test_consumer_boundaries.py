@@ -144,3 +144,37 @@ async def test_bisection_lets_a_transient_error_through_for_the_caller_to_retry(
 
     with pytest.raises(StoreUnavailableError):
         await isolate_refused([1, 2, 3], attempt)
+
+
+async def test_a_refused_derivation_key_is_skipped_and_counted_and_the_others_are_derived() -> None:
+    from collections.abc import Collection
+    from datetime import datetime
+    from uuid import UUID
+
+    from spanline.bus.memory import MemoryBus
+    from spanline.consumer.dlq import DeadLetterPublisher
+    from spanline.consumer.loop import ConsumerLoop, LoopOptions, PendingTotals
+    from spanline.consumer.rows import BatchRows, BucketKey, ExecutionKey
+
+    bad: ExecutionKey = ("acme", UUID(int=13))
+    derived: list[object] = []
+
+    class Writer:
+        async def write_events(self, rows: BatchRows) -> None:
+            return None
+
+        async def derive_totals(self, executions: Collection[ExecutionKey], buckets: Collection[BucketKey]) -> None:
+            if bad in executions:
+                raise DatabaseError("Code: 407. DECIMAL_OVERFLOW", code=407)
+            derived.extend([*executions, *buckets])
+
+    bus = MemoryBus()
+    loop = ConsumerLoop(
+        bus.consumer(["t"], group_id="g"), Writer(), DeadLetterPublisher(bus.producer(), "dlq"), LoopOptions("o", 1024)
+    )
+    pending = PendingTotals()
+    pending.executions = {("acme", UUID(int=n)) for n in range(20)}
+    pending.buckets = {(0, "acme", datetime(2026, 1, 1, tzinfo=UTC))}
+    await loop._derive_totals(pending)
+    assert loop.metrics.derive_skipped == 1
+    assert set(derived) == (pending.executions - {bad}) | pending.buckets
