@@ -59,7 +59,15 @@ def create_app(
             producer = app_bus.producer()
             await producer.start()
             stack.push_async_callback(producer.stop)
-            hub = LiveHub(app_bus, settings.events_topic, settings.default_org, resume_group=settings.consumer_group)
+            hub = LiveHub(
+                app_bus,
+                settings.events_topic,
+                settings.default_org,
+                resume_group=settings.consumer_group,
+                queue_bytes=settings.live_queue_bytes,
+                buffer_execution_bytes=settings.live_buffer_execution_bytes,
+                buffer_total_bytes=settings.live_buffer_total_bytes,
+            )
             await hub.start()
             stack.push_async_callback(hub.stop)
             offsets = app_bus.offset_reader()

@@ -109,8 +109,11 @@ class OffsetReader(Protocol):
 
 
 class Bus(Protocol):
-    async def create_topics(self, names: Sequence[str], partitions: int) -> None:
-        """Create the topics that do not exist yet; existing ones are left as they are."""
+    async def create_topics(
+        self, names: Sequence[str], partitions: int, *, max_message_bytes: int | None = None
+    ) -> None:
+        """Create the topics that do not exist yet (with `max_message_bytes` as their largest record, where
+        the bus has such a limit); existing ones are left as they are."""
 
     def producer(self) -> BusProducer: ...
 

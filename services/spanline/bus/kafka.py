@@ -18,6 +18,8 @@ from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, Out
 # Big enough for thousands of ~1 KB events per request; the broker's default message.max.bytes is 1 MiB.
 _MAX_BATCH_BYTES = 1_000_000
 _FETCH_MAX_BYTES = 64 * 1024 * 1024
+# Room above the largest event for a record's key, headers and batch framing (topics.message_limits).
+DEFAULT_MAX_REQUEST_BYTES = 1_048_576 + 256 * 1024
 
 
 class KafkaBus:
@@ -31,8 +33,10 @@ class KafkaBus:
         session_timeout_ms: int = 10_000,
         fetch_min_bytes: int = 1,
         fetch_max_wait_ms: int = 500,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self._max_request_bytes = max_request_bytes
         # A fetch returns once it has fetch_min_bytes or waited fetch_max_wait_ms: a larger minimum means
         # fewer, fuller fetches (less event-loop work per event) for at most the wait in added latency.
         self._fetch_min_bytes = fetch_min_bytes
@@ -42,12 +46,15 @@ class KafkaBus:
         self._linger_ms = linger_ms
         self._session_timeout_ms = session_timeout_ms
 
-    async def create_topics(self, names: Sequence[str], partitions: int) -> None:
+    async def create_topics(
+        self, names: Sequence[str], partitions: int, *, max_message_bytes: int | None = None
+    ) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self._client_id)
         await admin.start()
+        configs = {"max.message.bytes": str(max_message_bytes)} if max_message_bytes is not None else None
         try:
             existing = set(await admin.list_topics())
-            missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+            missing = [NewTopic(name, partitions, 1, topic_configs=configs) for name in names if name not in existing]
             if missing:
                 # another process may create one between the list and the create
                 with contextlib.suppress(TopicAlreadyExistsError):
@@ -65,6 +72,7 @@ class KafkaBus:
                 linger_ms=self._linger_ms,
                 compression_type=self._compression,
                 max_batch_size=_MAX_BATCH_BYTES,
+                max_request_size=self._max_request_bytes,
             )
         )
 

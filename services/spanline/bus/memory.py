@@ -1,5 +1,14 @@
 """An in-process bus with Kafka's semantics (partitions by key, offsets, groups, commits), for the
-embedded single-process mode and for tests that need a bus but not a broker."""
+embedded single-process mode and for tests that need a bus but not a broker.
+
+Memory is bounded by bytes per partition (`retention_bytes`, SPANLINE_MEMORY_BUS_PARTITION_BYTES; a message
+counts its key, value and headers). Past the bound the oldest messages are dropped, but only those every
+group reading the topic has committed past (none read it yet: none dropped), except on the `lossy_topics`
+(the DLQ in-process: nobody consumes it, it is there to look at), which keep their newest messages. While a
+group has not committed enough for room (a consumer stalled on a ClickHouse outage), a send
+waits for room up to `max_block_s`, then raises BusUnavailableError: the producer is held back instead of the
+memory growing or an uncommitted message being dropped. One message larger than the bound still fits an
+otherwise empty partition."""
 
 from __future__ import annotations
 
@@ -10,8 +19,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from spanline.bus.interface import BusMessage, Headers, OutgoingMessage, TopicPartition
+from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, OutgoingMessage, TopicPartition
 from spanline.bus.partitioning import partition_for_key
+
+DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -20,28 +31,81 @@ class _Group:
     members: list[MemoryConsumer] = field(default_factory=list)
 
 
+def message_bytes(message: BusMessage) -> int:
+    return len(message.value) + len(message.key or b"") + sum(len(name) + len(value) for name, value in message.headers)
+
+
+class _PartitionLog:
+    """A partition's retained messages: offsets `base` ... `end - 1`, and their bytes."""
+
+    __slots__ = ("base", "bytes", "messages")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.bytes = 0
+        self.messages: list[BusMessage] = []
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.messages)
+
+    def read(self, offset: int, limit: int) -> list[BusMessage]:
+        start = max(offset - self.base, 0)  # below the retained start: from the oldest retained (Kafka's "earliest")
+        return self.messages[start : start + limit]
+
+    def trim(self, limit_bytes: int, upto: int) -> None:
+        """Drop the oldest messages below offset `upto` while the log is over `limit_bytes`."""
+        dropped = 0
+        while self.bytes > limit_bytes and self.base + dropped < min(upto, self.end):
+            self.bytes -= message_bytes(self.messages[dropped])
+            dropped += 1
+        if dropped:
+            del self.messages[:dropped]
+            self.base += dropped
+
+
 class MemoryBus:
-    def __init__(self, default_partitions: int = 6) -> None:
+    def __init__(
+        self,
+        default_partitions: int = 6,
+        *,
+        retention_bytes: int = DEFAULT_RETENTION_BYTES,
+        max_block_s: float = 30.0,
+        lossy_topics: frozenset[str] = frozenset(),
+    ) -> None:
         self._default_partitions = default_partitions
-        self._topics: dict[str, list[list[BusMessage]]] = {}
+        self.retention_bytes = retention_bytes
+        self._max_block_s = max_block_s
+        self._lossy_topics = lossy_topics
+        self._topics: dict[str, list[_PartitionLog]] = {}
         self._groups: dict[str, _Group] = {}
         self._round_robin = itertools.count()
         self._member_ids = itertools.count()
         self._arrived = asyncio.Condition()
+        self._room_waiters: set[asyncio.Future[None]] = set()  # sends waiting for a commit to make room
 
     # topics -----------------------------------------------------------------------------------
 
-    async def create_topics(self, names: Sequence[str], partitions: int) -> None:
+    async def create_topics(
+        self, names: Sequence[str], partitions: int, *, max_message_bytes: int | None = None
+    ) -> None:
         for name in names:
-            self._topics.setdefault(name, [[] for _ in range(partitions)])
+            self._topics.setdefault(name, [_PartitionLog() for _ in range(partitions)])
 
-    def _partitions_of(self, topic: str) -> list[list[BusMessage]]:
+    def _partitions_of(self, topic: str) -> list[_PartitionLog]:
         if topic not in self._topics:  # like Kafka's auto.create.topics.enable
-            self._topics[topic] = [[] for _ in range(self._default_partitions)]
+            self._topics[topic] = [_PartitionLog() for _ in range(self._default_partitions)]
         return self._topics[topic]
 
     def end_offsets(self, topic: str) -> list[int]:
-        return [len(log) for log in self._partitions_of(topic)]
+        return [log.end for log in self._partitions_of(topic)]
+
+    def start_offsets(self, topic: str) -> list[int]:
+        """The oldest offset each partition still retains."""
+        return [log.base for log in self._partitions_of(topic)]
+
+    def retained_bytes(self, topic: str) -> list[int]:
+        return [log.bytes for log in self._partitions_of(topic)]
 
     def committed(self, group_id: str) -> dict[TopicPartition, int]:
         return dict(self._groups.get(group_id, _Group()).committed)
@@ -58,12 +122,50 @@ class MemoryBus:
         logs = self._partitions_of(topic)
         partition = partition_for_key(key, len(logs)) if key is not None else next(self._round_robin) % len(logs)
         log = logs[partition]
-        log.append(BusMessage(topic, partition, len(log), key, value, headers, int(time.time() * 1000)))
+        message = BusMessage(topic, partition, log.end, key, value, headers, int(time.time() * 1000))
+        size = message_bytes(message)
+        deadline = time.monotonic() + self._max_block_s
+        while True:
+            log.trim(self.retention_bytes - size, self._trimmable_below(TopicPartition(topic, partition)))
+            if log.bytes + size <= self.retention_bytes or not log.messages:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BusUnavailableError(
+                    f"in-process bus: {topic}/{partition} holds {log.bytes} uncommitted bytes "
+                    f"(SPANLINE_MEMORY_BUS_PARTITION_BYTES = {self.retention_bytes}); no room for {size} more"
+                )
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room_waiters.add(room)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await room  # until the next commit
+            finally:
+                self._room_waiters.discard(room)
+        message = BusMessage(topic, partition, log.end, key, value, headers, message.timestamp_ms)
+        log.messages.append(message)
+        log.bytes += size
         async with self._arrived:
             self._arrived.notify_all()
 
+    def _trimmable_below(self, tp: TopicPartition) -> int:
+        """The offset every group reading the topic has committed past (no such group: nothing; a lossy topic:
+        everything)."""
+        if tp.topic in self._lossy_topics:
+            return self._partitions_of(tp.topic)[tp.partition].end
+        readers = [
+            group
+            for group in self._groups.values()
+            if any(tp.topic in member.topics for member in group.members)
+            or any(committed.topic == tp.topic for committed in group.committed)
+        ]
+        if not readers:
+            return self._partitions_of(tp.topic)[tp.partition].base
+        return min(group.committed.get(tp, 0) for group in readers)
+
     def read(self, tp: TopicPartition, offset: int, limit: int) -> list[BusMessage]:
-        return self._partitions_of(tp.topic)[tp.partition][offset : offset + limit]
+        return self._partitions_of(tp.topic)[tp.partition].read(offset, limit)
 
     async def wait_for_messages(self, timeout_s: float) -> None:
         # asyncio.timeout, not wait_for: wait_for runs wait() in a task of its own, and a second
@@ -88,7 +190,12 @@ class MemoryBus:
             self._rebalance(group)
 
     def commit(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
-        self._groups[group_id].committed.update(offsets)
+        self._groups.setdefault(group_id, _Group()).committed.update(offsets)
+        for tp in offsets:  # what every group has now passed can go, if the partition is over its bound
+            self._partitions_of(tp.topic)[tp.partition].trim(self.retention_bytes, self._trimmable_below(tp))
+        for room in self._room_waiters:
+            if not room.done():
+                room.set_result(None)
 
     def _rebalance(self, group: _Group) -> None:
         """Round-robin the group's partitions over its members; each starts at the committed offset,

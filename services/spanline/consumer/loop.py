@@ -9,13 +9,17 @@ Each batch's events and spans are written at once; the run totals and usage roll
 re-derived at most every `derive_interval_s` for all the batches since the last time (a long run costs
 a whole-run aggregation per derivation, so deriving it after every batch made the consumer trail the run).
 The offsets of those batches are committed only after that derivation, so a crash in between re-reads
-and re-derives them: a commit never covers a batch whose derived rows are not written."""
+and re-derives them: a commit never covers a batch whose derived rows are not written.
+
+A write refused because of the data (`write_errors.is_permanent`) is bisected: the events refused on their
+own go to the DLQ with the error, the rest is written; any other failure is retried until it passes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from spanline.bus.interface import BusConsumer, BusMessage, TopicPartition
@@ -24,6 +28,7 @@ from spanline.consumer.dlq import DeadLetterPublisher
 from spanline.consumer.metrics import ConsumerMetrics
 from spanline.consumer.offsets import next_offsets
 from spanline.consumer.rows import BatchRows, BucketKey, ExecutionKey, build_rows
+from spanline.consumer.write_errors import describe, is_permanent, isolate_refused
 from spanline.consumer.writer import BatchWriter, retry_until_done, touched_executions
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,12 @@ class LoopOptions:
 class PreparedBatch:
     messages: list[BusMessage]
     rows: BatchRows
-    accepted: int
+    events: list[AcceptedEvent]
     rejected: list[RejectedMessage]
+
+    @property
+    def accepted(self) -> int:
+        return len(self.events)
 
 
 @dataclass(slots=True)
@@ -138,32 +147,61 @@ class ConsumerLoop:
                 accepted.append(result)
             else:
                 rejected.append(result)
-        return PreparedBatch(batch, build_rows(accepted), len(accepted), rejected)
+        return PreparedBatch(batch, build_rows(accepted), accepted, rejected)
 
     async def finish(self, prepared: PreparedBatch) -> None:
         """Dead-letter and write the batch; derive and commit if the pending derivation is due."""
-        rows, rejected = prepared.rows, prepared.rejected
-        if rejected:
-            for item in rejected:
-                log.warning(
-                    "dead-lettering %s/%d@%d: %s", item.message.topic, item.message.partition, item.message.offset,
-                    item.reason,
-                )  # fmt: skip
-            await retry_until_done(
-                lambda: self._dead_letters.publish(rejected),
-                what="publishing to the DLQ",
-                stopping=self.stopping,
-                on_retry=self._count_retry,
-            )
-        await retry_until_done(
-            lambda: self._writer.write_events(rows),
+        await self._dead_letter(prepared.rejected)
+        refused = await retry_until_done(
+            lambda: self._write(prepared),
             what="writing a batch",
             stopping=self.stopping,
             on_retry=self._count_retry,
         )
+        if refused:
+            await self._dead_letter(refused)
+            refused_ids = {id(item.message) for item in refused}
+            prepared = PreparedBatch(
+                prepared.messages,
+                build_rows(e for e in prepared.events if id(e.message) not in refused_ids),
+                [e for e in prepared.events if id(e.message) not in refused_ids],
+                [*prepared.rejected, *refused],
+            )
         self._pending.add(prepared)
         if self.stopping.is_set() or self._pending.due(self._options.derive_interval_s):
             await self.flush()
+
+    async def _write(self, prepared: PreparedBatch) -> list[RejectedMessage]:
+        """Write the batch; if the store refuses its data, bisect, write what it takes and return the rest."""
+        try:
+            await self._writer.write_events(prepared.rows)
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+            log.warning("the store refused a batch of %d events (%s); isolating", prepared.accepted, describe(exc))
+        else:
+            return []
+
+        async def attempt(subset: Sequence[AcceptedEvent]) -> None:
+            await self._writer.write_events(build_rows(subset))
+
+        refused = await isolate_refused(prepared.events, attempt)
+        return [RejectedMessage(item.message, "write_refused", describe(error)) for item, error in refused]
+
+    async def _dead_letter(self, rejected: list[RejectedMessage]) -> None:
+        if not rejected:
+            return
+        for item in rejected:
+            log.warning(
+                "dead-lettering %s/%d@%d: %s", item.message.topic, item.message.partition, item.message.offset,
+                item.reason,
+            )  # fmt: skip
+        await retry_until_done(
+            lambda: self._dead_letters.publish(rejected),
+            what="publishing to the DLQ",
+            stopping=self.stopping,
+            on_retry=self._count_retry,
+        )
 
     async def flush(self) -> None:
         """Derive the pending runs and buckets, then commit the offsets of the batches they came from."""
@@ -171,7 +209,7 @@ class ConsumerLoop:
             return
         pending = self._pending
         await retry_until_done(
-            lambda: self._writer.derive_totals(pending.executions, pending.buckets),
+            lambda: self._derive_totals(pending),
             what="deriving run totals and rollups",
             stopping=self.stopping,
             on_retry=self._count_retry,
@@ -191,6 +229,27 @@ class ConsumerLoop:
         self.metrics.batch_done(
             events=pending.events, rows=pending.rows, rejected=pending.rejected, batches=pending.batches
         )
+
+    async def _derive_totals(self, pending: PendingTotals) -> None:
+        """Derive; a key whose derivation the store refuses (no known event can cause it: `storable` keeps
+        the sums in range) is skipped with an error log and counted, so it cannot hold back every other."""
+        try:
+            await self._writer.derive_totals(pending.executions, pending.buckets)
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+        else:
+            return
+        keys: list[ExecutionKey | BucketKey] = [*pending.executions, *pending.buckets]
+
+        async def attempt(subset: Sequence[ExecutionKey | BucketKey]) -> None:
+            executions = [key for key in subset if len(key) == 2]
+            buckets = [key for key in subset if len(key) == 3]
+            await self._writer.derive_totals(executions, buckets)
+
+        for key, error in await isolate_refused(keys, attempt):
+            self.metrics.derive_skipped += 1
+            log.error("deriving %s was refused (%s); skipped (`spanline replay` re-derives it)", key, describe(error))
 
     def _count_retry(self) -> None:
         self.metrics.write_retries += 1

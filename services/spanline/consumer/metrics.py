@@ -18,6 +18,7 @@ class ConsumerMetrics:
     dlq: int = 0
     write_retries: int = 0
     commit_failures: int = 0
+    derive_skipped: int = 0  # run or rollup keys whose derivation the store refused (docs/consumer.md)
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     lag: dict[TopicPartition, int] = field(default_factory=dict)
     last_batch_at: float | None = None
@@ -58,6 +59,7 @@ class ConsumerMetrics:
             "dlq": self.dlq,
             "write_retries": self.write_retries,
             "commit_failures": self.commit_failures,
+            "derive_skipped": self.derive_skipped,
             "lag": {f"{tp.topic}/{tp.partition}": lag for tp, lag in sorted(self.lag.items(), key=str)},
             "total_lag": self.total_lag,
             "stage_seconds": {stage: round(seconds, 3) for stage, seconds in sorted(self.stage_seconds.items())},

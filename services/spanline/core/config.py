@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     consumer_poll_ms: int = Field(default=500, ge=1, le=60_000)
     consumer_derive_interval_ms: int = Field(default=500, ge=0, le=60_000)
     consumer_log_interval_s: float = Field(default=10.0, gt=0)
+    memory_bus_partition_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="in-process bus: bytes retained per partition"
+    )
+    live_buffer_execution_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="live hub: recent events kept per execution, in bytes"
+    )
+    live_buffer_total_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="live hub: recent events kept over all executions, in bytes"
+    )
+    live_queue_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="live hub: a subscriber's queue; past it the stream is dropped"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     store_threads: int = Field(default=4, ge=1, le=64)

@@ -33,6 +33,8 @@ def decode_event(data: bytes | bytearray | memoryview, max_bytes: int | None = N
         return _raise(reason, text)
     except msgspec.DecodeError as exc:
         return _raise("not_json", str(exc))
+    except RecursionError:  # nesting deeper than the decoder's stack allows: refused, never raised through
+        return _raise("too_deep", "JSON nesting deeper than the decoder allows")
 
 
 def _raise(reason: str, message: str) -> Event:

@@ -56,7 +56,7 @@ def decode_route(data: bytes | bytearray | memoryview) -> EventRoute | None:
     decode fails too: each of these constraints is one of the full event's)."""
     try:
         return _route_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
 
 

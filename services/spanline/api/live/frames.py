@@ -8,6 +8,7 @@ from uuid import UUID
 from sse_starlette import ServerSentEvent
 
 from spanline.bus.interface import BusMessage, org_of
+from spanline.consumer.storable import too_deep, unstorable
 from spanline.events.codec import EventDecodeError, decode_event
 from spanline.events.lineage import decode_route, route_root_execution_id
 from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, Event
@@ -76,16 +77,23 @@ class LiveEvent:
     def prepare(self) -> bool:
         """Validate once and build the frame once; False for a malformed event (never to be delivered)."""
         if self.valid is None:
-            try:
-                decode_event(self.message.value)  # validation only: the typed event is not kept
-            except EventDecodeError:
-                self.valid = False
-            else:
-                self.valid = True
+            self.valid = self._storable()
+            if self.valid:
                 self.event_id = str(self._id)  # a str, as the joiner and history compare it
                 self.frame = sse_frame(self.offset, self.name, self.message.value)
                 self.ends_root = self.span_id == self.root and self.name in TERMINAL_WORKFLOW_EVENT_NAMES
         return self.valid
+
+    def _storable(self) -> bool:
+        """The consumer's rule (consumer/decode.py): what it dead-letters is never delivered live either, so a
+        live stream and a replay of the same execution agree."""
+        if too_deep(self.message.value) is not None:
+            return False
+        try:
+            event = decode_event(self.message.value)  # validation only: the typed event is not kept
+        except EventDecodeError:
+            return False
+        return unstorable(event) is None
 
     @property
     def event(self) -> Event:

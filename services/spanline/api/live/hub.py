@@ -11,12 +11,14 @@ Each subscriber has a bounded queue; one that falls behind by more than its queu
 others nor grow memory without bound.
 
 The feed starts where the consumer group last committed (what is before that is in ClickHouse) and keeps
-the recent events of each (execution, organization) in a bounded buffer, handed to every new subscriber
-(per organization: the same execution id published under two organizations is two executions, and one
-cannot push the other's events out of the buffer): stored history
-from ClickHouse + this buffer + what arrives next cover an execution without a gap, as long as the
-consumer is not further behind than the buffer holds (`buffer_total` events). The buffer also marks an
-event produced twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
+the recent events of each (execution, organization) in a buffer bounded by bytes (per execution and in
+total), handed to every new subscriber (per organization: the same execution id published under two
+organizations is two executions, and one cannot push the other's events out of the buffer): stored history
+from ClickHouse + this buffer + what arrives next cover an execution without a gap, as long as the consumer
+is not further behind than the buffer holds. When the buffer had to let events go,
+`evicted_through(execution, partition, org)` says up to which offset: a stream must read those from the store
+(waiting until the consumer has stored them) instead of skipping them. The buffer also marks an event
+produced twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
 
 `LiveHub.reads` shares the store reads that subscribers joining at the same time make (`SharedReads`).
 
@@ -51,20 +53,25 @@ class LiveHub:
         *,
         resume_group: str | None = None,
         queue_size: int = 10_000,
-        buffer_per_execution: int = 10_000,
-        buffer_total: int = 100_000,
+        queue_bytes: int = 32 * 1024 * 1024,
+        buffer_execution_bytes: int = 16 * 1024 * 1024,
+        buffer_total_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._bus = bus
         self._topic = topic
         self._default_org = default_org
         self._resume_group = resume_group
         self._queue_size = queue_size
-        self._buffer_per_execution = buffer_per_execution
-        self._buffer_total = buffer_total
+        self._queue_bytes = queue_bytes
+        self._buffer_execution_bytes = buffer_execution_bytes
+        self._buffer_total_bytes = buffer_total_bytes
         # Keyed by (root execution, org): dispatch needs no per-subscriber org check.
         self._subscribers: dict[tuple[UUID, str], set[Subscription]] = {}
         self._recent: OrderedDict[tuple[UUID, str], ExecutionBuffer] = OrderedDict()
-        self._buffered = 0
+        self._buffered_bytes = 0
+        # Per partition, the highest offset let go from a whole execution's buffer (an execution lives in one
+        # partition); bounded by the partition count, unlike a record per evicted execution.
+        self._dropped_through: dict[int, int] = {}
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.reads = SharedReads()  # for the reads every new subscriber of an execution makes
@@ -100,7 +107,7 @@ class LiveHub:
 
     @contextlib.contextmanager
     def subscribe(self, execution_id: UUID, org: str) -> Iterator[Subscription]:
-        subscription = Subscription(execution_id, org, self._queue_size)
+        subscription = Subscription(execution_id, org, self._queue_size, self._queue_bytes)
         key = (execution_id, org)
         buffer = self._recent.get(key)
         if buffer is not None:
@@ -124,6 +131,18 @@ class LiveHub:
             return {}
         ends = {tp: self._consumer.highwater(tp) for tp in self._consumer.assignment()}
         return {tp: end for tp, end in ends.items() if end is not None}
+
+    def buffered_bytes(self) -> int:
+        return self._buffered_bytes
+
+    def evicted_through(self, execution_id: UUID, partition: int, org: str) -> int:
+        """The highest offset of `execution_id`'s events (in `partition`, where it lives) that the hub may
+        have let go, or -1: events at or below it are not handed over from the buffer, so a subscriber that
+        needs them reads them from the store. (When a whole execution's buffer went, this is the partition's
+        highest such offset: conservative, never too low.)"""
+        buffer = self._recent.get((execution_id, org))
+        own = buffer.evicted_through if buffer is not None else -1
+        return max(own, self._dropped_through.get(partition, -1))
 
     def subscriber_count(self) -> int:
         return sum(len(subscriptions) for subscriptions in self._subscribers.values())
@@ -162,11 +181,16 @@ class LiveHub:
         key = (item.root, item.org)
         buffer = self._recent.get(key)
         if buffer is None:
-            buffer = self._recent[key] = ExecutionBuffer(self._buffer_per_execution)
+            buffer = self._recent[key] = ExecutionBuffer(self._buffer_execution_bytes)
         else:
             self._recent.move_to_end(key)
-        self._buffered += 1 - buffer.add(item)
-        while self._buffered > self._buffer_total and len(self._recent) > 1:
+        self._buffered_bytes += buffer.add(item)
+        while self._buffered_bytes > self._buffer_total_bytes and len(self._recent) > 1:
             _, evicted = self._recent.popitem(last=False)
-            self._buffered -= len(evicted.items)
+            self._buffered_bytes -= evicted.bytes
+            if evicted.items:
+                partition = evicted.items[-1].message.partition
+                self._dropped_through[partition] = max(
+                    self._dropped_through.get(partition, -1), evicted.items[-1].offset
+                )
         return buffer

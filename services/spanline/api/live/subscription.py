@@ -13,10 +13,11 @@ from spanline.api.live.frames import LiveEvent
 class Subscription:
     """A subscriber's bounded queue of shared LiveEvents, read by one task."""
 
-    def __init__(self, execution_id: UUID, org: str, limit: int) -> None:
+    def __init__(self, execution_id: UUID, org: str, limit: int, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.execution_id = execution_id
         self.org = org
-        self.limit = limit
+        self.limit = limit  # events
+        self.max_bytes = max_bytes  # of queued frames: events may be up to SPANLINE_MAX_EVENT_BYTES each
         self.overflowed = False
         self.closed = False
         self._items: deque[LiveEvent] = deque()
@@ -30,7 +31,7 @@ class Subscription:
         """Queue events in order (`size`: their frames' bytes); one wake-up for all of them."""
         if self.closed:
             return
-        if len(self._items) + len(items) > self.limit:  # the client fell too far behind: drop it
+        if len(self._items) + len(items) > self.limit or self._size + size > self.max_bytes:  # too far behind: drop it
             self.overflowed = True
             self.abandon()
             return
