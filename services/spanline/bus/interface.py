@@ -52,6 +52,13 @@ def org_of(message: BusMessage, default_org: str) -> str | None:
     return org if org.strip() else None
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+
+
 class BusUnavailableError(RuntimeError):
     """The bus cannot be reached (broker down, not started)."""
 
@@ -66,6 +73,10 @@ class BusProducer(Protocol):
 
     async def flush(self) -> None: ...
 
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send and return once the broker acknowledged every one of these messages; raise
+        BusUnavailableError if any was not. Only this call sees its failures (not another's flush)."""
+
 
 class BusConsumer(Protocol):
     async def start(self) -> None: ...
@@ -76,7 +87,13 @@ class BusConsumer(Protocol):
         """Up to max_records messages, in offset order within each partition; [] on timeout."""
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit, per partition, the offset of the next message to read."""
+        """Commit, per partition, the offset of the next message to read; raise BusUnavailableError
+        when the commit did not happen (broker away, partitions revoked by a rebalance)."""
+
+    def pause(self, partitions: frozenset[TopicPartition]) -> None:
+        """Stop fetching from these partitions (getmany keeps the group membership alive)."""
+
+    def resume(self, partitions: frozenset[TopicPartition]) -> None: ...
 
     def assignment(self) -> frozenset[TopicPartition]: ...
 

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, TopicPartition
+from spanline.bus.interface import BusMessage, BusUnavailableError, Headers, OutgoingMessage, TopicPartition
 
 # Big enough for thousands of ~1 KB events per request; the broker's default message.max.bytes is 1 MiB.
 _MAX_BATCH_BYTES = 1_000_000
@@ -161,6 +161,21 @@ class KafkaProducer:
         if failure is not None:
             raise BusUnavailableError(f"a Kafka send failed: {failure}") from failure
 
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        # Deliveries are awaited here and kept out of _pending: their failure is this caller's alone.
+        try:
+            deliveries = [
+                await self._producer.send(topic, m.value, key=m.key, headers=list(m.headers)) for m in messages
+            ]
+            outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        except (KafkaError, OSError) as exc:
+            raise BusUnavailableError(f"a Kafka send failed: {exc or type(exc).__name__}") from exc
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise BusUnavailableError(
+                f"{len(failures)} of {len(messages)} Kafka sends failed: {failures[0]}"
+            ) from failures[0]
+
 
 class KafkaConsumer:
     def __init__(
@@ -235,6 +250,19 @@ class KafkaConsumer:
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not self._has_group:
             raise RuntimeError("a consumer without a group has nothing to commit to")
-        await self._consumer.commit(
-            {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
-        )
+        try:
+            await self._consumer.commit(
+                {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+            )
+        except KafkaError as exc:  # CommitFailedError after a rebalance, the coordinator away, ...
+            raise BusUnavailableError(f"a Kafka commit failed: {exc or type(exc).__name__}") from exc
+
+    def pause(self, partitions: frozenset[TopicPartition]) -> None:
+        assigned = self._consumer.assignment()
+        chosen = [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
+        self._consumer.pause(*[tp for tp in chosen if tp in assigned])
+
+    def resume(self, partitions: frozenset[TopicPartition]) -> None:
+        assigned = self._consumer.assignment()
+        chosen = [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
+        self._consumer.resume(*[tp for tp in chosen if tp in assigned])

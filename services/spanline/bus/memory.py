@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from spanline.bus.interface import BusMessage, Headers, TopicPartition
+from spanline.bus.interface import BusMessage, Headers, OutgoingMessage, TopicPartition
 from spanline.bus.partitioning import partition_for_key
 
 
@@ -130,6 +130,10 @@ class MemoryProducer:
     async def flush(self) -> None:
         return None
 
+    async def send_acked(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        for message in messages:
+            await self._bus.append(topic, message.value, message.key, message.headers)
+
 
 class MemoryConsumer:
     def __init__(self, bus: MemoryBus, topics: list[str], *, group_id: str | None, from_beginning: bool) -> None:
@@ -138,10 +142,18 @@ class MemoryConsumer:
         self._group_id = group_id
         self._from_beginning = from_beginning
         self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
         self._started = False
 
     def assign(self, positions: dict[TopicPartition, int]) -> None:
         self._positions = positions
+        self._paused &= positions.keys()
+
+    def pause(self, partitions: frozenset[TopicPartition]) -> None:
+        self._paused |= partitions & self._positions.keys()
+
+    def resume(self, partitions: frozenset[TopicPartition]) -> None:
+        self._paused -= partitions
 
     async def start(self) -> None:
         if self._started:
@@ -187,6 +199,8 @@ class MemoryConsumer:
         for tp in sorted(self._positions, key=lambda tp: (tp.topic, tp.partition)):
             if len(batch) >= max_records:
                 break
+            if tp in self._paused:
+                continue
             messages = self._bus.read(tp, self._positions[tp], max_records - len(batch))
             if messages:
                 self._positions[tp] = messages[-1].offset + 1

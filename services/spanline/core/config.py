@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces endpoint for the executor's spans")
     executor_concurrency: int = Field(default=8, ge=1, le=1000)
     executor_group: str = "spanline-executor"
+    executor_max_queued_events: int = Field(default=10_000, ge=1, le=10_000_000)
     execute_timeout_s: float = Field(default=300.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

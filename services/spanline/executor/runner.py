@@ -1,14 +1,18 @@
 """Runs one workflow execution: every workflow and node execution is an OpenTelemetry span (the
 `VellumEventProcessor` turns their starts and ends into events); nodes whose inputs are ready run
 concurrently; untaken conditional branches are skipped; subworkflows nest under their calling node.
+
+Span ids are derived from the execution id and the node's place in the graph (a node runs at most once
+per workflow execution), and event ids from their span: a re-run of a redelivered request emits exactly
+the ids of the first run, so the store keeps one copy of each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 from uuid import UUID
 
@@ -40,6 +44,7 @@ from spanline.executor.nodes.conditional import choose_port
 from spanline.executor.nodes.model import CostModel, run_model
 from spanline.executor.nodes.template import run_template
 from spanline.executor.providers.base import ModelProvider
+from spanline.executor.tracing import current_execution
 
 MAX_SUBWORKFLOW_DEPTH: Final = 8
 
@@ -57,6 +62,15 @@ class _Run:
     org: str
     root: UUID
     subworkflows: Mapping[str, WorkflowSnapshot]
+    deltas: dict[UUID, int] = field(default_factory=dict)  # streamed deltas so far, per span
+
+    def next_delta(self, span_id: UUID) -> int:
+        self.deltas[span_id] = self.deltas.get(span_id, 0) + 1
+        return self.deltas[span_id]
+
+
+async def _no_wait() -> None:
+    return None
 
 
 class WorkflowRunner:
@@ -66,15 +80,22 @@ class WorkflowRunner:
         emit: spans.EventSink,
         providers: Mapping[str, ModelProvider],
         prices: CostModel,
+        room: Callable[[], Awaitable[None]] = _no_wait,
     ) -> None:
         self._tracer = tracer
         self._emit = emit
         self._providers = providers
         self._prices = prices
+        self._room = room  # backpressure: returns when the event sink can take more
 
     async def run(self, request: ExecutionRequest) -> WorkflowOutcome:
         run = _Run(request.org, request.execution_id, request.subworkflows)
-        return await self._run_workflow(request.workflow, request.inputs, request.execution_id, None, run, 0)
+        await self._room()
+        token = current_execution.set(request.execution_id)
+        try:
+            return await self._run_workflow(request.workflow, request.inputs, request.execution_id, None, run, 0)
+        finally:
+            current_execution.reset(token)
 
     async def _run_workflow(
         self,
@@ -177,7 +198,8 @@ class WorkflowRunner:
     ) -> NodeResult:
         workflow_definition = context.workflow_definition
         assert workflow_definition is not None
-        span_id = uuid.uuid4()
+        await self._room()
+        span_id = uuid.uuid5(context.span_id, node.id)
         node_definition = CodeResourceDefinition(
             id=uuid.uuid5(snapshot.workflow_id, node.id),
             name=node.label or node.id,
@@ -231,6 +253,7 @@ class WorkflowRunner:
         if node.kind == "model":
 
             async def on_delta(delta: str) -> None:
+                await self._room()
                 self._emit_node_delta(span, span_id, node_definition, context, run, delta)
 
             outcome = await run_model(node.config, inputs, self._providers, self._prices, on_delta)
@@ -257,7 +280,7 @@ class WorkflowRunner:
         if depth >= MAX_SUBWORKFLOW_DEPTH:
             raise ExecutionFailure("NODE_EXECUTION_COUNT_LIMIT_REACHED", f"subworkflows nest deeper than {depth}")
         parent = ParentContext(type="WORKFLOW_NODE", span_id=span_id, node_definition=node_definition, parent=context)
-        outcome = await self._run_workflow(snapshot, inputs, uuid.uuid4(), parent, run, depth + 1)
+        outcome = await self._run_workflow(snapshot, inputs, uuid.uuid5(span_id, "workflow"), parent, run, depth + 1)
         if outcome.error is not None:
             raise ExecutionFailure(outcome.error.code, outcome.error.message, raw_data=outcome.error.raw_data)
         return NodeResult(outcome.outputs or {})
@@ -274,7 +297,8 @@ class WorkflowRunner:
         delta: str,
     ) -> None:
         body = NodeStreamingBody(node_definition=node_definition, output=StreamedOutput(name="output", delta=delta))
-        event = NodeExecutionStreamingEvent(**_envelope(span, span_id, context), body=body)
+        role = f"delta:{run.next_delta(span_id)}"
+        event = NodeExecutionStreamingEvent(**_envelope(span, span_id, context, role), body=body)
         self._emit(run.org, run.root, event)
 
     def _stream_outputs(
@@ -295,7 +319,8 @@ class WorkflowRunner:
                     workflow_definition=context.workflow_definition,
                     output=StreamedOutput(name=output.name, value=value),
                 )
-                event = WorkflowExecutionStreamingEvent(**_envelope(span, context.span_id, context.parent), body=body)
+                envelope = _envelope(span, context.span_id, context.parent, f"output:{output.name}")
+                event = WorkflowExecutionStreamingEvent(**envelope, body=body)
                 self._emit(run.org, run.root, event)
 
     # helpers ------------------------------------------------------------------------------------
@@ -329,9 +354,9 @@ class WorkflowRunner:
         return WorkflowOutcome(None, failure)
 
 
-def _envelope(span: Span, span_id: UUID, parent: ParentContext | None) -> dict[str, Any]:
+def _envelope(span: Span, span_id: UUID, parent: ParentContext | None, role: str) -> dict[str, Any]:
     return {
-        "id": uuid.uuid4(),
+        "id": spans.event_id(span_id, role),
         "timestamp": spans.now(),
         "trace_id": UUID(int=span.get_span_context().trace_id),
         "span_id": span_id,
