@@ -13,8 +13,11 @@ others nor grow memory without bound.
 The feed starts where the consumer group last committed (what is before that is in ClickHouse) and keeps
 the recent events of each execution in a bounded buffer, handed to every new subscriber: stored history
 from ClickHouse + this buffer + what arrives next cover an execution without a gap, as long as the
-consumer is not further behind than the buffer holds (`buffer_total` events). The buffer also marks an
-event produced twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
+consumer is not further behind than the buffer holds (`buffer_total` events). When the buffer drops an
+execution's events, the hub remembers below which offset it no longer holds them; a new subscriber of
+that execution gets it as `Subscription.unbuffered_below`, and its stream first waits for the consumer to
+have stored them (routes/stream.py) instead of skipping them. The buffer also marks an event produced
+twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
 
 `LiveHub.reads` shares the store reads that subscribers joining at the same time make (`SharedReads`).
 
@@ -63,6 +66,8 @@ class LiveHub:
         self._subscribers: dict[tuple[UUID, str], set[Subscription]] = {}
         self._recent: OrderedDict[UUID, ExecutionBuffer] = OrderedDict()
         self._buffered = 0
+        # Per execution, (partition, offset): events below it may have left the buffer. Bounded, oldest first.
+        self._unbuffered: OrderedDict[UUID, tuple[TopicPartition, int]] = OrderedDict()
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.reads = SharedReads()  # for the reads every new subscriber of an execution makes
@@ -99,6 +104,7 @@ class LiveHub:
     @contextlib.contextmanager
     def subscribe(self, execution_id: UUID, org: str) -> Iterator[Subscription]:
         subscription = Subscription(execution_id, org, self._queue_size)
+        subscription.unbuffered_below = self._unbuffered.get(execution_id)
         buffer = self._recent.get(execution_id)
         if buffer is not None:
             for item in buffer.items:  # in offset order, which is what prepare() relies on
@@ -162,8 +168,19 @@ class LiveHub:
             buffer = self._recent[item.root] = ExecutionBuffer(self._buffer_per_execution)
         else:
             self._recent.move_to_end(item.root)
-        self._buffered += 1 - buffer.add(item)
+        evicted_count = buffer.add(item)
+        self._buffered += 1 - evicted_count
+        if evicted_count:
+            self._note_unbuffered(item.root, item.message.partition, buffer.items[0].offset)
         while self._buffered > self._buffer_total and len(self._recent) > 1:
-            _, evicted = self._recent.popitem(last=False)
+            root, evicted = self._recent.popitem(last=False)
             self._buffered -= len(evicted.items)
+            if evicted.items:
+                self._note_unbuffered(root, evicted.items[-1].message.partition, evicted.items[-1].offset + 1)
         return buffer
+
+    def _note_unbuffered(self, root: UUID, partition: int, below: int) -> None:
+        self._unbuffered[root] = (TopicPartition(self._topic, partition), below)
+        self._unbuffered.move_to_end(root)
+        while len(self._unbuffered) > self._buffer_total:
+            self._unbuffered.popitem(last=False)
