@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from spanline import __version__
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
+from spanline.api.outages import install_outage_handlers
 from spanline.api.recent import RecentRequests
 from spanline.api.routes import execute, executions, health, interactly, organization, runs, stream, usage, workflows
 from spanline.api.state import AppState, ConsumerCounters
@@ -65,6 +66,7 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
+    install_outage_handlers(app)
     for router in (
         health.router,
         organization.router,

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     executor_group: str = "spanline-executor"
     executor_max_queued_events: int = Field(default=10_000, ge=1, le=10_000_000)
     execute_timeout_s: float = Field(default=300.0, gt=0)
+    publish_timeout_s: float = Field(default=10.0, gt=0, le=300)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("clickhouse_dsn")
