@@ -80,6 +80,8 @@ def expected_steps(execution: Execution) -> list[dict[str, Any]]:
         steps.append(
             {
                 "id": span_id,
+                "user_id": None,
+                "organization_id": org_of(execution),
                 "node_id": definition["module"][-1],
                 "status": ARCEE[terminal["name"].rsplit(".", 1)[1].upper()] if terminal else "running",
                 "start_time": start,
@@ -218,6 +220,8 @@ def expected_stats(execution: Execution) -> tuple[dict[str, Any], dict[str, Any]
             "total_input_tokens": sum(c.input_tokens for c in calls),
             "total_output_tokens": sum(c.output_tokens for c in calls),
             "total_tokens": sum(c.input_tokens + c.output_tokens for c in calls),
+            "call_count_with_user_keys": 0,
+            "call_count_with_fallback_keys": 0,
             "call_count": len(calls),
         }
         for (model, provider), calls in sorted(groups.items())
@@ -238,6 +242,8 @@ def expected_stats(execution: Execution) -> tuple[dict[str, Any], dict[str, Any]
         "total_input_tokens": sum(t["total_input_tokens"] for t in tokens),
         "total_output_tokens": sum(t["total_output_tokens"] for t in tokens),
         "total_tokens": sum(t["total_tokens"] for t in tokens),
+        "call_count_with_user_keys": 0,
+        "call_count_with_fallback_keys": 0,
         "call_count": calls,
         "breakdown_by_models": tokens,
     }
@@ -266,7 +272,8 @@ async def test_interactly_run_stats_equal_the_runs_model_calls(settings: Setting
             url = f"/workflows/v1/workflow-runs/{execution.execution_id}"
             response = await client.get(url, headers=_auth(keys[org]))
             assert response.status_code == 200, response.text
-            run = response.json()["workflow_run"]
+            document = response.json()["workflow_run"]
+            run = document["workflow_run"]
             token_usage, latency_stats = expected_stats(execution)
             assert run["llm_token_usage"] == token_usage
             assert run["llm_latency_stats"] == latency_stats
@@ -274,8 +281,10 @@ async def test_interactly_run_stats_equal_the_runs_model_calls(settings: Setting
             assert run["workflow_id"] == root_workflow(execution)["id"]
             expected = {"FULFILLED": "completed", "REJECTED": "failed", "INITIATED": "in_progress"}
             assert run["status"] == expected[execution.status]
-            assert ts(run["created_at"]) == parse_ts(execution.events[0]["timestamp"])
-            assert ts(run["updated_at"]) == max(parse_ts(e["timestamp"]) for e in execution.events)
+            assert run["logical_id"] == document["_id"] == execution.execution_id
+            assert document["team_id"] == org
+            assert ts(document["created_at"]) == parse_ts(execution.events[0]["timestamp"])
+            assert ts(document["updated_at"]) == max(parse_ts(e["timestamp"]) for e in execution.events)
             other = "globex" if org == "acme" else "acme"
             assert (await client.get(url, headers=_auth(keys[other]))).status_code == 404
             assert (await client.get(url)).status_code == 401
@@ -295,11 +304,13 @@ async def test_interactly_run_without_model_calls_has_zero_stats(settings: Setti
     key = (await create_api_key(store, "acme")).key
     async with api_client(settings, store) as client:
         response = await client.get(f"/workflows/v1/workflow-runs/{execution.execution_id}", headers=_auth(key))
-        run = response.json()["workflow_run"]
+        run = response.json()["workflow_run"]["workflow_run"]
         assert run["llm_token_usage"] == {
             "total_input_tokens": 0,
             "total_output_tokens": 0,
             "total_tokens": 0,
+            "call_count_with_user_keys": 0,
+            "call_count_with_fallback_keys": 0,
             "call_count": 0,
             "breakdown_by_models": [],
         }
@@ -353,7 +364,8 @@ async def test_a_run_of_the_executor_reads_back_through_arcee_and_interactly(set
         assert {s["id"]: s["tokens"] for s in steps if s["tokens"]} == dict(expected_tokens)
         assert {s["node_id"] for s in top_level if s["tokens"]} == {"plan", "answer"}
         assert all(s["status"] == "completed" for s in steps)
-        stats = (await runtime.client.get(f"/workflows/v1/workflow-runs/{execution_id}")).json()["workflow_run"]
+        stats = (await runtime.client.get(f"/workflows/v1/workflow-runs/{execution_id}")).json()
+        stats = stats["workflow_run"]["workflow_run"]
         assert stats["status"] == "completed"
         assert stats["llm_token_usage"]["total_tokens"] == sum(expected_tokens.values())
         assert stats["llm_token_usage"]["call_count"] == calls >= 3  # plan, answer and the subworkflow's model

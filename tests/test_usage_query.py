@@ -300,5 +300,5 @@ async def test_a_cost_only_usage_result_adds_cost_but_no_call(settings: Settings
             response = await client.post("/v1/usage/query", json={**query, **extra}, headers={"X-API-KEY": key})
             assert_same({(): want}, answered(query, response.json()["rows"]))
         run = await client.get(f"/workflows/v1/workflow-runs/{execution.execution_id}", headers={"X-API-KEY": key})
-        assert run.json()["workflow_run"]["llm_token_usage"]["call_count"] == len(calls)
-        assert run.json()["workflow_run"]["llm_latency_stats"]["call_count"] == len(calls)
+        assert run.json()["workflow_run"]["workflow_run"]["llm_token_usage"]["call_count"] == len(calls)
+        assert run.json()["workflow_run"]["workflow_run"]["llm_latency_stats"]["call_count"] == len(calls)

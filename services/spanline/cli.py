@@ -19,6 +19,7 @@ from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
 from spanline.events.workflow_definition import workflow_json_schema
 from spanline.executor.examples import load_examples
+from spanline.executor.sandbox.selection import RefusingSandbox, open_code_sandbox
 from spanline.executor.service import run as run_executor_service
 from spanline.executor.service import run_executor
 from spanline.store.api_keys import create_api_key
@@ -219,11 +220,16 @@ def dev(
             await migrate_store(store, settings)
             await ensure_topics(bus, settings)
             examples = await load_examples(store, settings.default_org)
+            code_sandbox = await open_code_sandbox(settings)
             key = await create_api_key(store, settings.default_org, "spanline dev")
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
             typer.echo(f"spanline dev: API on {base} (docs at /docs)")
             typer.echo(f"spanline dev: API key for organization {settings.default_org!r}: {key.key}")
+            if isinstance(code_sandbox, RefusingSandbox):
+                typer.echo(f"spanline dev: !!! {code_sandbox.reason} (runs with a code node are rejected)")
+            else:
+                typer.echo(f"spanline dev: code nodes run in {code_sandbox.name}")
             typer.echo(f"spanline dev: workflows: {', '.join(workflow.name for workflow in examples)}; try")
             typer.echo(
                 f"  curl -N -H 'X-API-KEY: {key.key}' -H 'Content-Type: application/json' "
@@ -231,7 +237,9 @@ def dev(
                 f"{base}/v1/workflow-deployments/research/execute-stream"
             )
             stopping = asyncio.Event()
-            executor_task = asyncio.create_task(run_executor(settings, bus=bus, stop=stopping), name="executor")
+            executor_task = asyncio.create_task(
+                run_executor(settings, bus=bus, stop=stopping, code_sandbox=code_sandbox), name="executor"
+            )
             tune_gc_for_batches(SERVING_GEN0_THRESHOLD)  # the consumer shares the process with live streams
             metrics = ConsumerMetrics()
             consumer = asyncio.create_task(

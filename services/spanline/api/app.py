@@ -15,7 +15,19 @@ from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.api.outages import install_outage_handlers
 from spanline.api.recent import RecentRequests
-from spanline.api.routes import execute, executions, health, interactly, organization, runs, stream, usage, workflows
+from spanline.api.routes import (
+    execute,
+    executions,
+    health,
+    interactly,
+    monitoring,
+    organization,
+    otlp,
+    runs,
+    stream,
+    usage,
+    workflows,
+)
 from spanline.api.state import AppState, ConsumerCounters
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
@@ -77,6 +89,8 @@ def create_app(
         usage.router,
         runs.router,
         interactly.router,
+        monitoring.router,
+        otlp.router,
     ):
         app.include_router(router)
     return app

@@ -39,6 +39,13 @@ class BusMessage:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+
+
 def org_of(message: BusMessage, default_org: str) -> str | None:
     """The organization a message belongs to (one rule for the consumer and the live feed, so stored and
     live agree): no header → the default; undecodable or blank → None."""
@@ -50,13 +57,6 @@ def org_of(message: BusMessage, default_org: str) -> str | None:
     except UnicodeDecodeError:
         return None
     return org if org.strip() else None
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    value: bytes
-    key: bytes | None = None
-    headers: Headers = ()
 
 
 class BusUnavailableError(RuntimeError):

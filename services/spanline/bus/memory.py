@@ -63,9 +63,13 @@ class MemoryBus:
         return self._partitions_of(tp.topic)[tp.partition][offset : offset + limit]
 
     async def wait_for_messages(self, timeout_s: float) -> None:
+        # asyncio.timeout, not wait_for: wait_for runs wait() in a task of its own, and a second
+        # cancellation of the caller (a consumer being stopped) could leave before that task took the
+        # lock back, so leaving `async with` released an unheld lock ("Lock is not acquired").
         async with self._arrived:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self._arrived.wait()
 
     # groups -----------------------------------------------------------------------------------
 

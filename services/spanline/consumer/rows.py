@@ -161,5 +161,5 @@ def _root_workflow(event: Event) -> CodeResourceDefinition | None:
     while context is not None:
         if context.type == "WORKFLOW" and context.workflow_definition is not None:
             root = context.workflow_definition
-        context = context.parent
+        context = context.parent or None  # UNSET (left out) is null
     return root

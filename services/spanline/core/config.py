@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=60_000)
     default_org: str = Field(default="default", min_length=1)
     max_event_bytes: int = Field(default=1_048_576, ge=1024)
+    max_request_bytes: int = Field(
+        default=16 * 1_048_576, ge=1024, description="largest intake request body (monitoring events, OTLP)"
+    )
     consumer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
     consumer_poll_ms: int = Field(default=500, ge=1, le=60_000)
     consumer_derive_interval_ms: int = Field(default=500, ge=0, le=60_000)
@@ -61,6 +64,18 @@ class Settings(BaseSettings):
     executor_max_queued_events: int = Field(default=10_000, ge=1, le=10_000_000)
     execute_timeout_s: float = Field(default=300.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    code_nodes: Literal["sandbox", "unsafe"] = Field(
+        default="sandbox", description="sandbox = bubblewrap or refuse; unsafe = plain child process (trusted code)"
+    )
+    code_bwrap: str = "bwrap"
+    code_python: Path | None = Field(default=None, description="the interpreter code nodes run on; unset = found")
+    code_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=32 * 1024 * 1024)
+    code_cpu_seconds: int = Field(default=30, ge=1)
+    code_max_processes: int = Field(default=16, ge=1)
+    code_max_open_files: int = Field(default=64, ge=16)
+    code_max_file_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    code_tmp_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    code_output_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("clickhouse_dsn")

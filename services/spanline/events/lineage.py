@@ -11,6 +11,7 @@ from typing import Final, Protocol
 from uuid import UUID
 
 import msgspec
+from msgspec import UnsetType
 
 from spanline.events.models import WORKFLOW_EVENT_TYPES, Event
 
@@ -27,7 +28,7 @@ class _Context(Protocol):
     def span_id(self) -> UUID: ...
 
     @property
-    def parent(self) -> _Context | None: ...
+    def parent(self) -> _Context | UnsetType | None: ...
 
 
 class RouteContext(msgspec.Struct):
@@ -64,7 +65,7 @@ def _outermost_workflow(context: _Context | None) -> UUID | None:
     while context is not None:
         if context.type == "WORKFLOW":
             root = context.span_id
-        context = context.parent
+        context = context.parent or None  # UNSET (left out) is null
     return root
 
 

@@ -72,7 +72,9 @@ class CodeResourceDefinition(Struct, omit_defaults=True):
 class ParentContext(Struct, omit_defaults=True, kw_only=True):
     type: str
     span_id: UUID
-    parent: ParentContext | None  # required, may be null: SPEC §1 always carries it
+    # SPEC §1 always carries it; vellum-ai's own serializer leaves a null one out: missing decodes as
+    # UNSET (read it as null) and is not written back, so what an emitter sent round-trips as it was.
+    parent: ParentContext | UnsetType | None = UNSET
     workflow_definition: CodeResourceDefinition | None = None
     node_definition: CodeResourceDefinition | None = None
     trigger_id: str | None = None

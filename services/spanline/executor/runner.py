@@ -22,7 +22,9 @@ from spanline.events.execution_request import ExecutionRequest, WorkflowSnapshot
 from spanline.events.models import (
     CodeResourceDefinition,
     ExecutionError,
+    NodeExecutionLogEvent,
     NodeExecutionStreamingEvent,
+    NodeLogBody,
     NodeStreamingBody,
     ParentContext,
     StreamedOutput,
@@ -39,11 +41,13 @@ from spanline.executor import spans
 from spanline.executor.errors import ExecutionFailure
 from spanline.executor.graph import SKIPPED, NodeResult, is_skipped, read_binding
 from spanline.executor.inputs import check_inputs
-from spanline.executor.nodes.code import run_code
+from spanline.executor.nodes.code import Severity, run_code
 from spanline.executor.nodes.conditional import choose_port
 from spanline.executor.nodes.model import CostModel, run_model
 from spanline.executor.nodes.template import run_template
 from spanline.executor.providers.base import ModelProvider
+from spanline.executor.sandbox.interface import CodeSandbox
+from spanline.executor.sandbox.selection import RefusingSandbox
 from spanline.executor.tracing import current_execution
 
 MAX_SUBWORKFLOW_DEPTH: Final = 8
@@ -62,7 +66,7 @@ class _Run:
     org: str
     root: UUID
     subworkflows: Mapping[str, WorkflowSnapshot]
-    deltas: dict[UUID, int] = field(default_factory=dict)  # streamed deltas so far, per span
+    deltas: dict[UUID, int] = field(default_factory=dict)  # streamed deltas and logs so far, per span
 
     def next_delta(self, span_id: UUID) -> int:
         self.deltas[span_id] = self.deltas.get(span_id, 0) + 1
@@ -80,6 +84,7 @@ class WorkflowRunner:
         emit: spans.EventSink,
         providers: Mapping[str, ModelProvider],
         prices: CostModel,
+        code_sandbox: CodeSandbox | None = None,
         room: Callable[[], Awaitable[None]] = _no_wait,
     ) -> None:
         self._tracer = tracer
@@ -87,6 +92,7 @@ class WorkflowRunner:
         self._providers = providers
         self._prices = prices
         self._room = room  # backpressure: returns when the event sink can take more
+        self._code_sandbox = code_sandbox or RefusingSandbox("code nodes are off: this runner has no sandbox")
 
     async def run(self, request: ExecutionRequest) -> WorkflowOutcome:
         run = _Run(request.org, request.execution_id, request.subworkflows)
@@ -246,7 +252,11 @@ class WorkflowRunner:
         if node.kind == "template":
             return NodeResult(await run_template(node.config, inputs))
         if node.kind == "code":
-            return NodeResult(await run_code(node.config, inputs, node.timeout_s))
+
+            def on_log(severity: Severity, message: str) -> None:
+                self._emit_node_log(span, span_id, node_definition, context, run, severity, message)
+
+            return NodeResult(await run_code(self._code_sandbox, node.config, inputs, node.timeout_s, on_log))
         if node.kind == "conditional":
             port = choose_port(node.config, inputs)
             return NodeResult({"output": port}, port=port)
@@ -301,6 +311,20 @@ class WorkflowRunner:
         event = NodeExecutionStreamingEvent(**_envelope(span, span_id, context, role), body=body)
         self._emit(run.org, run.root, event)
 
+    def _emit_node_log(
+        self,
+        span: Span,
+        span_id: UUID,
+        node_definition: CodeResourceDefinition,
+        context: ParentContext,
+        run: _Run,
+        severity: Severity,
+        message: str,
+    ) -> None:
+        body = NodeLogBody(node_definition=node_definition, message=message, severity=severity)
+        envelope = _envelope(span, span_id, context, f"log:{run.next_delta(span_id)}")
+        self._emit(run.org, run.root, NodeExecutionLogEvent(**envelope, body=body))
+
     def _stream_outputs(
         self,
         definition: WorkflowDefinition,
@@ -319,7 +343,7 @@ class WorkflowRunner:
                     workflow_definition=context.workflow_definition,
                     output=StreamedOutput(name=output.name, value=value),
                 )
-                envelope = _envelope(span, context.span_id, context.parent, f"output:{output.name}")
+                envelope = _envelope(span, context.span_id, context.parent or None, f"output:{output.name}")
                 event = WorkflowExecutionStreamingEvent(**envelope, body=body)
                 self._emit(run.org, run.root, event)
 

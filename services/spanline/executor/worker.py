@@ -31,6 +31,8 @@ from spanline.executor.providers.registry import build_providers
 from spanline.executor.publisher import EventPublisher
 from spanline.executor.request_offsets import RequestOffsets
 from spanline.executor.runner import WorkflowRunner
+from spanline.executor.sandbox.interface import CodeSandbox
+from spanline.executor.sandbox.selection import open_code_sandbox
 from spanline.executor.tracing import build_tracer_provider, executor_tracer
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,13 @@ _COMMIT_TIMEOUT_S = 5.0
 
 
 class ExecutorWorker:
-    def __init__(self, bus: Bus, settings: Settings, providers: Mapping[str, ModelProvider] | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        providers: Mapping[str, ModelProvider] | None = None,
+        code_sandbox: CodeSandbox | None = None,
+    ) -> None:
         self._bus = bus
         self._settings = settings
         self._http = httpx.AsyncClient()
@@ -48,18 +56,21 @@ class ExecutorWorker:
             bus.producer(), settings.events_topic, max_queued=settings.executor_max_queued_events
         )
         self._tracer_provider = build_tracer_provider(self._publisher.emit, settings.otlp_endpoint)
-        self._runner = WorkflowRunner(
-            executor_tracer(self._tracer_provider),
-            self._publisher.emit,
-            providers if providers is not None else build_providers(settings, self._http),
-            PriceTable.load(settings.price_table),
-            room=self._publisher.wait_for_room,
-        )
+        self._providers = providers if providers is not None else build_providers(settings, self._http)
+        self._code_sandbox = code_sandbox
         self._runs: dict[UUID, asyncio.Task[None]] = {}
         self._requests_of: dict[UUID, set[tuple[TopicPartition, int]]] = {}
         self._offsets = RequestOffsets()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        self._runner = WorkflowRunner(
+            executor_tracer(self._tracer_provider),
+            self._publisher.emit,
+            self._providers,
+            PriceTable.load(self._settings.price_table),
+            self._code_sandbox or await open_code_sandbox(self._settings),  # probed once, at start
+            room=self._publisher.wait_for_room,
+        )
         await self._publisher.start()
         consumer = self._bus.consumer([self._settings.executions_topic], group_id=self._settings.executor_group)
         await consumer.start()

@@ -52,7 +52,7 @@ class ExecutionDetail(BaseModel):
 class ExecutionStatus(BaseModel):
     status: ExecutionState
     execution_id: str
-    outputs: list[VellumValue] | None = None
+    outputs: dict[str, Any] | None = None  # output name → value, as the SDK's status response parses it
     error: dict[str, Any] | None = None
     execution_detail_url: str
 
@@ -210,7 +210,7 @@ async def execution_status(execution_id: UUID, org: OrgDep, state: AppStateDep, 
     return ExecutionStatus(
         status=header.status if header.status in ExecutionState.__args__ else "INITIATED",  # type: ignore[attr-defined]
         execution_id=str(execution_id),
-        outputs=vellum_values(execution_id, outputs) if outputs is not None and header.status == "FULFILLED" else None,
+        outputs=outputs if outputs is not None and header.status == "FULFILLED" else None,
         error=_json_object(header.error),
         execution_detail_url=detail_url,
     )

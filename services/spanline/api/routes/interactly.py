@@ -1,26 +1,30 @@
-"""Interactly's workflow run: a run's status with its LLM token usage and latency stats.
+"""Interactly's workflow run in the page's document shape (seeds/003): an outer document holding the inner
+run with its status, LLM token usage and latency stats; fields spanline has no data for are neutral.
 
 Choices where Interactly's page and SPEC are silent:
 - `workflow_run_id` is spanline's execution id (a UUID, not Interactly's 24-hex id); a malformed id is
   404, like an unknown one or another organization's (nothing to validate for a caller: no such run).
-- status: in_progress (INITIATED, STREAMING, RESUMED), paused, completed (FULFILLED), failed (REJECTED).
-- created_at is the run's start; updated_at the time of its latest stored event.
+- status: not_started (no workflow event stored yet), in_progress (INITIATED, STREAMING, RESUMED), paused,
+  completed (FULFILLED), failed (REJECTED).
+- created_at is the run's start; updated_at the time of its latest stored event; `_id` and logical_id are
+  the execution id, team_id the organization.
 - token usage and latency come from the run's model calls in `usage` (FINAL), subworkflows included
   (their calls carry the root execution id); latency is each call's `compute_nanos` in milliseconds
   (floats, not rounded); the average is 0 when there are no calls. Breakdowns are per (response_model,
-  provider), ordered by both. Interactly's call_count_with_user_keys/_fallback_keys are not modelled.
+  provider), ordered by both. Interactly's call_count_with_user_keys/_fallback_keys are not modelled (0).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from spanline.api.deps import OrgDep, StoreDep
+from spanline.api.routes.interactly_document import input_output_pair, workflow_config_fully_hydrated
 from spanline.store.model_usage import ModelUsageRow, usage_by_model
 from spanline.store.run_records import get_run, last_event_time
 
@@ -33,6 +37,7 @@ INTERACTLY_STATUS: Final = {
     "PAUSED": "paused",
     "FULFILLED": "completed",
     "REJECTED": "failed",
+    "": "not_started",
 }
 
 
@@ -42,6 +47,8 @@ class ModelTokenUsage(BaseModel):
     total_input_tokens: int
     total_output_tokens: int
     total_tokens: int
+    call_count_with_user_keys: int = 0
+    call_count_with_fallback_keys: int = 0
     call_count: int
 
 
@@ -49,6 +56,8 @@ class TokenUsage(BaseModel):
     total_input_tokens: int
     total_output_tokens: int
     total_tokens: int
+    call_count_with_user_keys: int = 0
+    call_count_with_fallback_keys: int = 0
     call_count: int
     breakdown_by_models: list[ModelTokenUsage]
 
@@ -68,18 +77,51 @@ class LatencyStats(BaseModel):
     breakdown_by_models: list[ModelLatency]
 
 
+class Comment(BaseModel):
+    logical_id: str
+    content: str
+    createdBy: str  # Interactly's camelCase field names
+    updatedBy: str
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class EvaluationRunInfo(BaseModel):
+    evaluation_workflow_run_id: str | None = None
+
+
 class WorkflowRun(BaseModel):
-    workflow_run_id: str
+    logical_id: str
     workflow_id: str
+    version_number: int = 0
     status: str
-    created_at: datetime | None
-    updated_at: datetime | None
+    termination_source: str | None = None
+    input_output_pairs: list[dict[str, Any]]
+    run_by: str | None = None
+    comments: list[Comment] = Field(default_factory=list)
     llm_token_usage: TokenUsage
     llm_latency_stats: LatencyStats
+    version_name: str | None = None
+    workflow_config_fully_hydrated: dict[str, Any]
+    workflow_run_id: str
+    source_workflow_run_id: str | None = None
+    is_evaluation_run: bool = False
+    evaluation_run_info: EvaluationRunInfo = Field(default_factory=EvaluationRunInfo)
+
+
+class WorkflowRunDocument(BaseModel):
+    team_id: str
+    created_by: str | None = None
+    updated_by: str | None = None
+    created_at: datetime | None
+    updated_at: datetime | None
+    id: str = Field(serialization_alias="_id")
+    workflow_run: WorkflowRun
+    debug_info: dict[str, Any] = Field(default_factory=dict)
 
 
 class WorkflowRunResponse(BaseModel):
-    workflow_run: WorkflowRun
+    workflow_run: WorkflowRunDocument
 
 
 def _average(total: float, count: int) -> float:
@@ -131,6 +173,7 @@ def latency_stats(usage: list[ModelUsageRow]) -> LatencyStats:
 @router.get(
     "/workflow-runs/{workflow_run_id}",
     response_model=WorkflowRunResponse,
+    response_model_by_alias=True,
     responses={404: {"description": "unknown or malformed run id, or another organization's run"}},
 )
 async def workflow_run(workflow_run_id: str, org: OrgDep, store: StoreDep) -> WorkflowRunResponse:
@@ -142,14 +185,28 @@ async def workflow_run(workflow_run_id: str, org: OrgDep, store: StoreDep) -> Wo
     if run is None:
         raise HTTPException(404, f"workflow run {workflow_run_id!r} not found")
     usage = await usage_by_model(store, org, execution_id)
+    run_id, workflow_id = str(run.execution_id), str(run.workflow_id)
+    inner = WorkflowRun(
+        logical_id=run_id,
+        workflow_id=workflow_id,
+        status=INTERACTLY_STATUS.get(run.status, run.status.lower()),
+        termination_source=run.error_code or None,
+        input_output_pairs=[
+            input_output_pair(
+                org=org, workflow_id=workflow_id, workflow_run_id=run_id, inputs=run.inputs, outputs=run.outputs
+            )
+        ],
+        llm_token_usage=token_usage(usage),
+        llm_latency_stats=latency_stats(usage),
+        workflow_config_fully_hydrated=workflow_config_fully_hydrated(workflow_id, run.workflow_name),
+        workflow_run_id=run_id,
+    )
     return WorkflowRunResponse(
-        workflow_run=WorkflowRun(
-            workflow_run_id=str(run.execution_id),
-            workflow_id=str(run.workflow_id),
-            status=INTERACTLY_STATUS.get(run.status, run.status.lower()),
+        workflow_run=WorkflowRunDocument(
+            team_id=org,
             created_at=run.start,
             updated_at=await last_event_time(store, org, execution_id) or run.end or run.start,
-            llm_token_usage=token_usage(usage),
-            llm_latency_stats=latency_stats(usage),
+            id=run_id,
+            workflow_run=inner,
         )
     )

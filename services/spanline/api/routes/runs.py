@@ -9,6 +9,8 @@ Choices where Arcee's pages and SPEC are silent:
   2.24 s as 2), null while running; `end_time` is null while running.
 - `error` is the error's message (Arcee shows a string); its code is in `step_metadata.error_code`.
 - `inputs`/`outputs` are the JSON objects of the initiated/fulfilled events, null until those arrive.
+- a step's `user_id` is null (spanline keys belong to organizations, not users); `organization_id` is the
+  caller's organization.
 - steps are every node execution of the run, subworkflow nodes included, in start order; `node_id` is
   the node's id in its workflow definition (the last part of the node definition's module), and
   `step_metadata` says where the step sits and what its model calls used.
@@ -65,6 +67,8 @@ class ArceeRun(BaseModel):
 
 class ArceeStep(BaseModel):
     id: str
+    user_id: str | None  # spanline has organizations, not users
+    organization_id: str
     node_id: str
     status: str
     start_time: datetime
@@ -102,7 +106,7 @@ def _run(run: RunRecord) -> ArceeRun:
     )
 
 
-def _step(step: StepRecord) -> ArceeStep:
+def _step(step: StepRecord, org: str) -> ArceeStep:
     metadata = {
         "node_definition_id": str(step.definition_id),
         "node_name": step.definition_name,
@@ -118,6 +122,8 @@ def _step(step: StepRecord) -> ArceeStep:
     }
     return ArceeStep(
         id=str(step.span_id),
+        user_id=None,
+        organization_id=org,
         node_id=step.definition_module[-1] if step.definition_module else step.definition_name,
         status=arcee_status(step.status),
         start_time=step.start,
@@ -172,4 +178,4 @@ async def workflow_run(workflow_id: str, run_id: str, org: OrgDep, store: StoreD
 async def workflow_run_steps(workflow_id: str, run_id: str, org: OrgDep, store: StoreDep) -> list[ArceeStep]:
     """One object per node execution; `tokens` is the input + output tokens of the step's own model calls."""
     run = await _run_of_workflow(store, org, workflow_id, run_id)
-    return [_step(step) for step in await list_steps(store, org, run.execution_id)]
+    return [_step(step, org) for step in await list_steps(store, org, run.execution_id)]
