@@ -2,7 +2,7 @@
 operation, against a store that holds data (generated executions, the example workflows) and with an
 executor running, so execute-workflow ends its runs. The streams (execute-stream, `/events`) are read
 only until their status line (bounded waits): a stream of an execution that has not started stays open
-by design."""
+by design. SPANLINE_FUZZ_EXAMPLES (200) sets the examples per operation (fewer for a quick local run)."""
 
 from __future__ import annotations
 
