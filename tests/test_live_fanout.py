@@ -193,6 +193,10 @@ def live_item(offset: int, payload: bytes) -> LiveEvent:
     return item
 
 
+async def no_terminal_stored(*_args: Any) -> None:
+    return None
+
+
 async def collect(stream_: AsyncIterator[bytes]) -> list[bytes]:
     return [chunk async for chunk in stream_]
 
@@ -205,11 +209,12 @@ async def test_a_burst_is_sent_in_few_chunks_that_parse_into_the_same_events_in_
     payloads = [first] + [renamed(node) for _ in range(1200)] + [last]  # ~0.6 MB: several chunks
     stored = [StoredEvent(offset, event_name(decode_event(p)), p.decode()) for offset, p in enumerate(payloads[:3])]
 
-    async def history(_store: Any, org: str, execution: UUID, after: int) -> list[StoredEvent]:
+    async def history(_store: Any, org: str, execution: UUID, after: int, limit: int) -> list[StoredEvent]:
         assert (org, execution, after) == ("acme", execution_id, -1)
         return stored
 
     monkeypatch.setattr(execution_reads, "history", history)
+    monkeypatch.setattr(execution_reads, "terminal_offset", no_terminal_stored)
     subscription = Subscription(execution_id, "acme", limit=10_000)
     for offset, payload in enumerate(payloads):
         if offset >= 1:  # the live buffer overlaps the history (offsets 1, 2): each is sent once
@@ -238,6 +243,7 @@ async def test_filters_and_history_copies_hold_in_the_coalesced_stream(monkeypat
         return stored
 
     monkeypatch.setattr(execution_reads, "history", history)
+    monkeypatch.setattr(execution_reads, "terminal_offset", no_terminal_stored)
     subscription = Subscription(execution_id, "acme", limit=10_000)
     # A copy of history's first event at a later offset (a producer retry the hub never saw the original of).
     for offset, payload in enumerate([payloads[0], *payloads[2:]], start=2):

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from spanline import __version__
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
+from spanline.api.outages import install_outage_handlers
 from spanline.api.recent import RecentRequests
 from spanline.api.routes import (
     execute,
@@ -92,6 +93,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_validation_errors(app)
+    install_outage_handlers(app)
     for router in (
         health.router,
         organization.router,

@@ -13,7 +13,7 @@ from fastapi import HTTPException, status
 
 from spanline.api.live import LiveEvent, Subscription
 from spanline.api.state import AppState
-from spanline.bus.interface import ORG_HEADER
+from spanline.bus.interface import ORG_HEADER, BusUnavailableError, OutgoingMessage
 from spanline.events.execution_request import ExecutionRequest, encode_request
 from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, event_name
 from spanline.events.workflow_definition import WorkflowDefinition
@@ -60,11 +60,16 @@ async def request_execution(
         metadata=metadata,
         requested_at=datetime.now(UTC),
     )
-    key = str(request.execution_id).encode()
-    await state.producer.send(
-        state.settings.executions_topic, encode_request(request), key=key, headers=((ORG_HEADER, org.encode()),)
+    message = OutgoingMessage(
+        encode_request(request), key=str(request.execution_id).encode(), headers=((ORG_HEADER, org.encode()),)
     )
-    await state.producer.flush()
+    # Acked for this request alone: a failed send answers this request (503), never another one.
+    timeout_s = state.settings.publish_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            await state.producer.send_acked(state.settings.executions_topic, [message])
+    except TimeoutError as exc:
+        raise BusUnavailableError(f"Kafka did not acknowledge the run request within {timeout_s:g} s") from exc
     state.recent_requests.add(request.execution_id, org)
     return request.execution_id
 

@@ -87,7 +87,13 @@ class BusConsumer(Protocol):
         """Up to max_records messages, in offset order within each partition; [] on timeout."""
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit, per partition, the offset of the next message to read."""
+        """Commit, per partition, the offset of the next message to read; raise BusUnavailableError
+        when the commit did not happen (broker away, partitions revoked by a rebalance)."""
+
+    def pause(self, partitions: frozenset[TopicPartition]) -> None:
+        """Stop fetching from these partitions (getmany keeps the group membership alive)."""
+
+    def resume(self, partitions: frozenset[TopicPartition]) -> None: ...
 
     def assignment(self) -> frozenset[TopicPartition]: ...
 

@@ -259,9 +259,22 @@ class KafkaConsumer:
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not self._has_group:
             raise RuntimeError("a consumer without a group has nothing to commit to")
-        await self._consumer.commit(
-            {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
-        )
+        try:
+            await self._consumer.commit(
+                {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+            )
+        except KafkaError as exc:  # CommitFailedError after a rebalance, the coordinator away, ...
+            raise BusUnavailableError(f"a Kafka commit failed: {exc or type(exc).__name__}") from exc
+
+    def pause(self, partitions: frozenset[TopicPartition]) -> None:
+        assigned = self._consumer.assignment()
+        chosen = [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
+        self._consumer.pause(*[tp for tp in chosen if tp in assigned])
+
+    def resume(self, partitions: frozenset[TopicPartition]) -> None:
+        assigned = self._consumer.assignment()
+        chosen = [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
+        self._consumer.resume(*[tp for tp in chosen if tp in assigned])
 
 
 class KafkaOffsetReader:

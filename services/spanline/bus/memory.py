@@ -269,10 +269,18 @@ class MemoryConsumer:
         self._group_id = group_id
         self._from_beginning = from_beginning
         self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
         self._started = False
 
     def assign(self, positions: dict[TopicPartition, int]) -> None:
         self._positions = positions
+        self._paused &= positions.keys()
+
+    def pause(self, partitions: frozenset[TopicPartition]) -> None:
+        self._paused |= partitions & self._positions.keys()
+
+    def resume(self, partitions: frozenset[TopicPartition]) -> None:
+        self._paused -= partitions
 
     async def start(self) -> None:
         if self._started:
@@ -318,6 +326,8 @@ class MemoryConsumer:
         for tp in sorted(self._positions, key=lambda tp: (tp.topic, tp.partition)):
             if len(batch) >= max_records:
                 break
+            if tp in self._paused:
+                continue
             messages = self._bus.read(tp, self._positions[tp], max_records - len(batch))
             if messages:
                 self._positions[tp] = messages[-1].offset + 1

@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces endpoint for the executor's spans")
     executor_concurrency: int = Field(default=8, ge=1, le=1000)
     executor_group: str = "spanline-executor"
+    executor_max_queued_events: int = Field(default=10_000, ge=1, le=10_000_000)
     execute_timeout_s: float = Field(default=300.0, gt=0)
+    publish_timeout_s: float = Field(default=10.0, gt=0, le=300)
     code_nodes: Literal["sandbox", "unsafe"] = Field(
         default="sandbox", description="sandbox = bubblewrap or refuse; unsafe = plain child process (trusted code)"
     )

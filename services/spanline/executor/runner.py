@@ -1,14 +1,18 @@
 """Runs one workflow execution: every workflow and node execution is an OpenTelemetry span (the
 `VellumEventProcessor` turns their starts and ends into events); nodes whose inputs are ready run
 concurrently; untaken conditional branches are skipped; subworkflows nest under their calling node.
+
+Span ids are derived from the execution id and the node's place in the graph (a node runs at most once
+per workflow execution), and event ids from their span: a re-run of a redelivered request emits exactly
+the ids of the first run, so the store keeps one copy of each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 from uuid import UUID
 
@@ -44,6 +48,7 @@ from spanline.executor.nodes.template import run_template
 from spanline.executor.providers.base import ModelProvider
 from spanline.executor.sandbox.interface import CodeSandbox
 from spanline.executor.sandbox.selection import RefusingSandbox
+from spanline.executor.tracing import current_execution
 
 MAX_SUBWORKFLOW_DEPTH: Final = 8
 
@@ -61,6 +66,15 @@ class _Run:
     org: str
     root: UUID
     subworkflows: Mapping[str, WorkflowSnapshot]
+    deltas: dict[UUID, int] = field(default_factory=dict)  # streamed deltas and logs so far, per span
+
+    def next_delta(self, span_id: UUID) -> int:
+        self.deltas[span_id] = self.deltas.get(span_id, 0) + 1
+        return self.deltas[span_id]
+
+
+async def _no_wait() -> None:
+    return None
 
 
 class WorkflowRunner:
@@ -71,16 +85,23 @@ class WorkflowRunner:
         providers: Mapping[str, ModelProvider],
         prices: CostModel,
         code_sandbox: CodeSandbox | None = None,
+        room: Callable[[], Awaitable[None]] = _no_wait,
     ) -> None:
         self._tracer = tracer
         self._emit = emit
         self._providers = providers
         self._prices = prices
+        self._room = room  # backpressure: returns when the event sink can take more
         self._code_sandbox = code_sandbox or RefusingSandbox("code nodes are off: this runner has no sandbox")
 
     async def run(self, request: ExecutionRequest) -> WorkflowOutcome:
         run = _Run(request.org, request.execution_id, request.subworkflows)
-        return await self._run_workflow(request.workflow, request.inputs, request.execution_id, None, run, 0)
+        await self._room()
+        token = current_execution.set(request.execution_id)
+        try:
+            return await self._run_workflow(request.workflow, request.inputs, request.execution_id, None, run, 0)
+        finally:
+            current_execution.reset(token)
 
     async def _run_workflow(
         self,
@@ -183,7 +204,8 @@ class WorkflowRunner:
     ) -> NodeResult:
         workflow_definition = context.workflow_definition
         assert workflow_definition is not None
-        span_id = uuid.uuid4()
+        await self._room()
+        span_id = uuid.uuid5(context.span_id, node.id)
         node_definition = CodeResourceDefinition(
             id=uuid.uuid5(snapshot.workflow_id, node.id),
             name=node.label or node.id,
@@ -241,6 +263,7 @@ class WorkflowRunner:
         if node.kind == "model":
 
             async def on_delta(delta: str) -> None:
+                await self._room()
                 self._emit_node_delta(span, span_id, node_definition, context, run, delta)
 
             outcome = await run_model(node.config, inputs, self._providers, self._prices, on_delta)
@@ -267,7 +290,7 @@ class WorkflowRunner:
         if depth >= MAX_SUBWORKFLOW_DEPTH:
             raise ExecutionFailure("NODE_EXECUTION_COUNT_LIMIT_REACHED", f"subworkflows nest deeper than {depth}")
         parent = ParentContext(type="WORKFLOW_NODE", span_id=span_id, node_definition=node_definition, parent=context)
-        outcome = await self._run_workflow(snapshot, inputs, uuid.uuid4(), parent, run, depth + 1)
+        outcome = await self._run_workflow(snapshot, inputs, uuid.uuid5(span_id, "workflow"), parent, run, depth + 1)
         if outcome.error is not None:
             raise ExecutionFailure(outcome.error.code, outcome.error.message, raw_data=outcome.error.raw_data)
         return NodeResult(outcome.outputs or {})
@@ -284,7 +307,8 @@ class WorkflowRunner:
         delta: str,
     ) -> None:
         body = NodeStreamingBody(node_definition=node_definition, output=StreamedOutput(name="output", delta=delta))
-        event = NodeExecutionStreamingEvent(**_envelope(span, span_id, context), body=body)
+        role = f"delta:{run.next_delta(span_id)}"
+        event = NodeExecutionStreamingEvent(**_envelope(span, span_id, context, role), body=body)
         self._emit(run.org, run.root, event)
 
     def _emit_node_log(
@@ -298,7 +322,8 @@ class WorkflowRunner:
         message: str,
     ) -> None:
         body = NodeLogBody(node_definition=node_definition, message=message, severity=severity)
-        self._emit(run.org, run.root, NodeExecutionLogEvent(**_envelope(span, span_id, context), body=body))
+        envelope = _envelope(span, span_id, context, f"log:{run.next_delta(span_id)}")
+        self._emit(run.org, run.root, NodeExecutionLogEvent(**envelope, body=body))
 
     def _stream_outputs(
         self,
@@ -318,9 +343,8 @@ class WorkflowRunner:
                     workflow_definition=context.workflow_definition,
                     output=StreamedOutput(name=output.name, value=value),
                 )
-                event = WorkflowExecutionStreamingEvent(
-                    **_envelope(span, context.span_id, context.parent or None), body=body
-                )
+                envelope = _envelope(span, context.span_id, context.parent or None, f"output:{output.name}")
+                event = WorkflowExecutionStreamingEvent(**envelope, body=body)
                 self._emit(run.org, run.root, event)
 
     # helpers ------------------------------------------------------------------------------------
@@ -354,9 +378,9 @@ class WorkflowRunner:
         return WorkflowOutcome(None, failure)
 
 
-def _envelope(span: Span, span_id: UUID, parent: ParentContext | None) -> dict[str, Any]:
+def _envelope(span: Span, span_id: UUID, parent: ParentContext | None, role: str) -> dict[str, Any]:
     return {
-        "id": uuid.uuid4(),
+        "id": spans.event_id(span_id, role),
         "timestamp": spans.now(),
         "trace_id": UUID(int=span.get_span_context().trace_id),
         "span_id": span_id,

@@ -6,6 +6,9 @@ into `*.initiated` and its end into `*.fulfilled` / `*.rejected`. Streaming even
 and are emitted by `SpanEvents.streaming` with the same ids (OTel span processors see no span events).
 The Vellum span_id is a UUID kept in `spanline.span_id` (OTel span ids are 64-bit); the Vellum trace_id
 is the OTel trace id read as a UUID.
+
+Every id is derived from the execution id (`event_id`, `tracing.DeterministicTraceIds`, the runner's span
+ids): a redelivered run request re-run after a crash emits the same ids, which the consumer dedups.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ EventSink = Callable[[str, UUID, Event], None]
 _encode = msgspec.json.encode
 
 
+def event_id(span_id: UUID, role: str) -> UUID:
+    """The id of a span's event in its `role` ("initiated", "end", "delta:3", ...): the same on a re-run."""
+    return uuid.uuid5(span_id, role)
+
+
 def to_json(value: Any) -> str:
     return _encode(value).decode()
 
@@ -96,7 +104,7 @@ class VellumEventProcessor(SpanProcessor):
         attrs = _Attrs(span.attributes)
         if KIND not in attrs:
             return
-        common = self._common(span, attrs, span.start_time)
+        common = self._common(span, attrs, span.start_time, "initiated")
         definition = attrs.json(DEFINITION, CodeResourceDefinition)
         inputs = attrs.json(INPUTS, dict[str, Any]) or {}
         event: Event
@@ -114,7 +122,7 @@ class VellumEventProcessor(SpanProcessor):
         attrs = _Attrs(span.attributes)
         if KIND not in attrs:
             return
-        common = self._common(span, attrs, span.end_time)
+        common = self._common(span, attrs, span.end_time, "end")  # one terminal id, whatever the outcome
         definition = attrs.json(DEFINITION, CodeResourceDefinition)
         error = attrs.json(ERROR, ExecutionError)
         usage = attrs.json(USAGE, UsageResult)
@@ -146,12 +154,13 @@ class VellumEventProcessor(SpanProcessor):
         self._sink(attrs.text(ORG), UUID(attrs.text(ROOT)), event)
 
     @staticmethod
-    def _common(span: ReadableSpan, attrs: _Attrs, nanos: int | None) -> dict[str, Any]:
+    def _common(span: ReadableSpan, attrs: _Attrs, nanos: int | None, role: str) -> dict[str, Any]:
+        span_id = UUID(attrs.text(SPAN_ID))
         return {
-            "id": uuid.uuid4(),
+            "id": event_id(span_id, role),
             "timestamp": _timestamp(nanos),
             "trace_id": vellum_trace_id(span),
-            "span_id": UUID(attrs.text(SPAN_ID)),
+            "span_id": span_id,
             "parent": attrs.json(PARENT, ParentContext | None),
         }
 

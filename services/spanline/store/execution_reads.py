@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES
 from spanline.store.store import Store
 
 _EXECUTION = """
@@ -57,6 +58,15 @@ _HISTORY = """
 SELECT kafka_offset, name, payload FROM events_by_span FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND kafka_offset > {after:Int64}
 ORDER BY kafka_offset, event_id
+LIMIT {limit:UInt32}
+"""
+
+# The top-level workflow's terminal event, if stored: one span's key range.
+_TERMINAL = """
+SELECT max(kafka_offset) FROM events_by_span
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {execution:UUID}
+  AND name IN {names:Array(String)}
+HAVING count() > 0
 """
 
 
@@ -138,9 +148,19 @@ async def span_events(store: Store, org: str, execution_id: UUID, span_ids: list
     return found
 
 
-async def history(store: Store, org: str, execution_id: UUID, after_offset: int) -> list[StoredEvent]:
-    rows = await store.query(_HISTORY, _scope(org, execution_id, after=after_offset))
+async def history(
+    store: Store, org: str, execution_id: UUID, after_offset: int, limit: int = 1_000_000
+) -> list[StoredEvent]:
+    """Up to `limit` stored events after `after_offset`, in stream order (a page: the next one starts
+    after the last offset of this one)."""
+    rows = await store.query(_HISTORY, _scope(org, execution_id, after=after_offset, limit=limit))
     return [StoredEvent(int(offset), str(name), str(payload)) for offset, name, payload in rows]
+
+
+async def terminal_offset(store: Store, org: str, execution_id: UUID) -> int | None:
+    """The offset of the execution's stored terminal event (None while it has none)."""
+    rows = await store.query(_TERMINAL, _scope(org, execution_id, names=sorted(TERMINAL_WORKFLOW_EVENT_NAMES)))
+    return int(rows[0][0]) if rows else None
 
 
 _LIST = """

@@ -7,9 +7,10 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from spanline.store.client import create_clickhouse_client
 
@@ -19,6 +20,11 @@ Row = Sequence[Any]
 
 class StoreUnavailableError(RuntimeError):
     """ClickHouse did not answer."""
+
+
+# What "ClickHouse cannot serve this now" looks like to a caller (the store closed; the driver's
+# connection, timeout and server-busy errors): the API answers them 503, not 500.
+UNAVAILABLE_ERRORS: Final = (StoreUnavailableError, OperationalError)
 
 
 class Store:

@@ -16,8 +16,9 @@ total), handed to every new subscriber (per organization: the same execution id 
 organizations is two executions, and one cannot push the other's events out of the buffer): stored history
 from ClickHouse + this buffer + what arrives next cover an execution without a gap, as long as the consumer
 is not further behind than the buffer holds. When the buffer had to let events go,
-`evicted_through(execution, partition, org)` says up to which offset: a stream must read those from the store
-(waiting until the consumer has stored them) instead of skipping them. The buffer also marks an event
+the hub remembers below which offset it no longer holds them (`evicted_through`); a new subscriber gets it as
+`Subscription.unbuffered_below`, and its stream first waits for the consumer to have stored them
+(routes/stream.py) instead of skipping them. The buffer also marks an event
 produced twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
 
 `LiveHub.reads` shares the store reads that subscribers joining at the same time make (`SharedReads`).
@@ -40,6 +41,9 @@ from spanline.api.live.frames import LiveEvent
 from spanline.api.live.shared_reads import SharedReads
 from spanline.api.live.subscription import Subscription
 from spanline.bus.interface import Bus, BusConsumer, BusMessage, TopicPartition
+
+# How many executions' eviction marks are kept (a few dozen bytes each; the oldest go first).
+UNBUFFERED_NOTES = 100_000
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +73,8 @@ class LiveHub:
         self._subscribers: dict[tuple[UUID, str], set[Subscription]] = {}
         self._recent: OrderedDict[tuple[UUID, str], ExecutionBuffer] = OrderedDict()
         self._buffered_bytes = 0
-        # Per partition, the highest offset let go from a whole execution's buffer (an execution lives in one
-        # partition); bounded by the partition count, unlike a record per evicted execution.
-        self._dropped_through: dict[int, int] = {}
+        # Per (execution, org), (partition, offset): events below it may have left the buffer. Bounded, oldest first.
+        self._unbuffered: OrderedDict[tuple[UUID, str], tuple[TopicPartition, int]] = OrderedDict()
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.reads = SharedReads()  # for the reads every new subscriber of an execution makes
@@ -109,6 +112,7 @@ class LiveHub:
     def subscribe(self, execution_id: UUID, org: str) -> Iterator[Subscription]:
         subscription = Subscription(execution_id, org, self._queue_size, self._queue_bytes)
         key = (execution_id, org)
+        subscription.unbuffered_below = self._unbuffered.get(key)
         buffer = self._recent.get(key)
         if buffer is not None:
             for item in buffer.items:  # in offset order, which is what prepare() relies on
@@ -138,11 +142,9 @@ class LiveHub:
     def evicted_through(self, execution_id: UUID, partition: int, org: str) -> int:
         """The highest offset of `execution_id`'s events (in `partition`, where it lives) that the hub may
         have let go, or -1: events at or below it are not handed over from the buffer, so a subscriber that
-        needs them reads them from the store. (When a whole execution's buffer went, this is the partition's
-        highest such offset: conservative, never too low.)"""
-        buffer = self._recent.get((execution_id, org))
-        own = buffer.evicted_through if buffer is not None else -1
-        return max(own, self._dropped_through.get(partition, -1))
+        needs them reads them from the store."""
+        noted = self._unbuffered.get((execution_id, org))
+        return noted[1] - 1 if noted is not None and noted[0].partition == partition else -1
 
     def subscriber_count(self) -> int:
         return sum(len(subscriptions) for subscriptions in self._subscribers.values())
@@ -185,12 +187,17 @@ class LiveHub:
         else:
             self._recent.move_to_end(key)
         self._buffered_bytes += buffer.add(item)
+        if buffer.evicted_through >= 0:
+            self._note_unbuffered(key, item.message.partition, buffer.evicted_through + 1)
         while self._buffered_bytes > self._buffer_total_bytes and len(self._recent) > 1:
-            _, evicted = self._recent.popitem(last=False)
+            evicted_key, evicted = self._recent.popitem(last=False)
             self._buffered_bytes -= evicted.bytes
             if evicted.items:
-                partition = evicted.items[-1].message.partition
-                self._dropped_through[partition] = max(
-                    self._dropped_through.get(partition, -1), evicted.items[-1].offset
-                )
+                self._note_unbuffered(evicted_key, evicted.items[-1].message.partition, evicted.items[-1].offset + 1)
         return buffer
+
+    def _note_unbuffered(self, key: tuple[UUID, str], partition: int, below: int) -> None:
+        self._unbuffered[key] = (TopicPartition(self._topic, partition), below)
+        self._unbuffered.move_to_end(key)
+        while len(self._unbuffered) > UNBUFFERED_NOTES:
+            self._unbuffered.popitem(last=False)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from spanline.api.live.frames import LiveEvent
+from spanline.bus.interface import TopicPartition
 
 
 class Subscription:
@@ -20,6 +21,8 @@ class Subscription:
         self.max_bytes = max_bytes  # of queued frames: events may be up to SPANLINE_MAX_EVENT_BYTES each
         self.overflowed = False
         self.closed = False
+        # Set by the hub when it dropped some of this execution's events below this offset (see hub.py).
+        self.unbuffered_below: tuple[TopicPartition, int] | None = None
         self._items: deque[LiveEvent] = deque()
         self._size = 0  # bytes of the queued frames
         self._waiter: asyncio.Future[None] | None = None

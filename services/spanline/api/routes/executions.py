@@ -170,6 +170,17 @@ async def execution_detail(
     if execution_id not in wanted:
         wanted.append(execution_id)  # the root span's events give parent_context and state
     events = await reads.span_events(store, org, execution_id, wanted)
+    # Decoding a page's events is CPU work in proportion to their size: off the loop the live streams share.
+    return await asyncio.to_thread(_detail, execution_id, header, usage, page, events)
+
+
+def _detail(
+    execution_id: UUID,
+    header: reads.ExecutionRow,
+    usage: list[ModelUsageRow],
+    page: list[reads.SpanRow],
+    events: dict[UUID, list[str]],
+) -> ExecutionDetail:
     root_events = [json.loads(payload) for payload in events.get(execution_id, [])]
     parent_context = next((e.get("parent") for e in root_events if e["name"].endswith(".initiated")), None)
     final_state = next((e["body"].get("final_state") for e in root_events if e["name"].endswith(".fulfilled")), None)

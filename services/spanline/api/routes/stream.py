@@ -5,9 +5,14 @@ The `id:` of each message is the event's Kafka offset: an execution's events all
 (they are keyed by the root execution), so offsets are a per-execution monotonic sequence that both the
 stored history (ClickHouse keeps each event's offset) and the live feed carry. Joining is then exact:
 subscribe to the live feed first (it hands over its recent buffer), read the history after the resume
-point, send it, then send live events past the last offset sent. An event produced twice (same id, later
-offset) is sent once: the live hub marks a copy whose first copy it still buffers, and the stream
-remembers the ids of the last 10,000 events it sent from history.
+point, send it, then send live events past the last offset sent. The history is every stored event,
+also those stored after the terminal one (emitters may be out of order, SPEC §4), read from the store
+in pages of `HISTORY_PAGE` events; an execution whose terminal event is stored is finished: its stream
+closes after the history (a resume at or past its last event closes at once). When the hub has dropped
+some of the execution's events from its buffer (`Subscription.unbuffered_below`), the stream first waits
+for the consumer to have stored them, so a lagging consumer delays the stream but never makes it skip.
+An event produced twice (same id, later offset) is sent once: the live hub marks a copy whose first copy
+it still buffers, and the stream remembers the ids of the last 10,000 events it sent from history.
 
 The stream yields pre-encoded bytes (sse-starlette passes bytes through untouched): live frames are the
 hub's, built once per event and shared by every subscriber, and everything queued when the stream wakes
@@ -15,9 +20,9 @@ up is joined into one chunk (at most `CHUNK_FRAMES` events or about `CHUNK_BYTES
 one socket write per wake-up, not per event. History goes out in chunks of the same size. When the client
 disconnects, its subscription is abandoned at once (queue dropped, stream ended).
 
-The store read a new stream makes (its history) goes through the hub's `SharedReads`: clients that open
-the same execution's stream at the same time share the query (and the history's frames), each still
-getting the answer of a read that began after it subscribed.
+The store reads a new stream makes (its terminal, its history pages) go through the hub's
+`SharedReads`: clients that open the same execution's stream at the same time share each query (and the
+history's frames), each still getting the answer of a read that began after it subscribed.
 
 Tenancy: the history and the live feed are both scoped to the caller's organization, and nothing else is
 looked up, so another organization's execution id is exactly an unknown id: the stream sends nothing but
@@ -42,6 +47,7 @@ from starlette.types import Message
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.live import LiveEvent, Subscription, sse_frame
 from spanline.api.state import AppState
+from spanline.bus.interface import BusUnavailableError, TopicPartition
 from spanline.events.lineage import decode_route
 from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES
 from spanline.store import execution_reads as reads
@@ -54,6 +60,8 @@ KEEP_ALIVE_S: Final = 15
 # One send's worth: enough to amortise the per-send cost, small enough to keep other streams moving.
 CHUNK_FRAMES: Final = 500
 CHUNK_BYTES: Final = 64 * 1024
+HISTORY_PAGE: Final = 2_000  # stored events per history read: a long execution is never read at once
+CONSUMED_POLL_S: Final = 0.2
 
 
 def _prefixes(event_types: str | None) -> tuple[str, ...]:
@@ -127,15 +135,44 @@ def _history_events(execution_id: UUID, stored: Iterable[StoredEvent]) -> list[_
     return events
 
 
-async def _history(state: AppState, org: str, execution_id: UUID, after: int) -> list[_HistoryEvent]:
-    """The stored events after `after`, shared with the streams that ask at the same time."""
+@dataclass(frozen=True, slots=True)
+class _HistoryPage:
+    events: list[_HistoryEvent]
+    last_offset: int | None  # of the last stored event read (the next page starts after it)
+    full: bool  # HISTORY_PAGE events were read: there may be more
 
-    async def read() -> list[_HistoryEvent]:
-        stored = await reads.history(state.store, org, execution_id, after)
-        # Framing a long history is CPU work in proportion to its length: off the loop the live streams share.
-        return await asyncio.to_thread(_history_events, execution_id, stored)
+
+async def _history_page(state: AppState, org: str, execution_id: UUID, after: int) -> _HistoryPage:
+    """One page of the stored events after `after`, shared with the streams that ask at the same time."""
+
+    async def read() -> _HistoryPage:
+        stored = await reads.history(state.store, org, execution_id, after, HISTORY_PAGE)
+        # Framing is CPU work in proportion to the page: off the loop the live streams share.
+        events = await asyncio.to_thread(_history_events, execution_id, stored)
+        return _HistoryPage(events, stored[-1].offset if stored else None, len(stored) >= HISTORY_PAGE)
 
     return await state.hub.reads.read(("history", org, execution_id, after), read)
+
+
+async def _terminal_offset(state: AppState, org: str, execution_id: UUID) -> int | None:
+    return await state.hub.reads.read(
+        ("terminal", org, execution_id), lambda: reads.terminal_offset(state.store, org, execution_id)
+    )
+
+
+async def _until_consumed(state: AppState, subscription: Subscription, below: tuple[TopicPartition, int]) -> bool:
+    """Wait until the consumer group has committed past `below` (what the hub dropped is stored or
+    dead-lettered by then); False if the subscription ended first."""
+    tp, offset = below
+    while not subscription.closed:
+        try:
+            committed = await state.bus.committed_offsets(state.settings.consumer_group, tp.topic)
+        except BusUnavailableError:
+            committed = {}
+        if committed.get(tp, -1) >= offset:
+            return True
+        await asyncio.sleep(CONSUMED_POLL_S)  # the group's progress has no push notification
+    return False
 
 
 class _Joiner:
@@ -147,6 +184,7 @@ class _Joiner:
         self.prefixes = prefixes
         self.every_type = set(prefixes) == set(EVENT_TYPE_PREFIXES.values())  # skip the name check
         self.history_ids: _RecentIds | None = None  # live copies are marked by the hub; history's need this
+        self.history_cursor = after  # the last stored offset read
         self.finished = False
 
     def take(self, offset: int, name: str, event_id: str, ends_root: bool, duplicate: bool = False) -> bool:
@@ -205,10 +243,21 @@ async def _stream(
     """The stream's chunks; `release` (leaving the live feed) runs however it ends. One generator, not a
     wrapper around another: every wake-up of every subscriber passes through it."""
     try:
-        history = await _history(state, org, execution_id, joiner.last_offset)
-        for chunk in _chunks(joiner.history_frames(history)):
-            yield chunk
-        del history  # a long history is not kept for the stream's whole life
+        unbuffered = subscription.unbuffered_below
+        if unbuffered is not None and not await _until_consumed(state, subscription, unbuffered):
+            return
+        # Asked before the history is read: a terminal stored by now is in the history that follows.
+        if await _terminal_offset(state, org, execution_id) is not None:
+            joiner.finished = True
+        while True:
+            page = await _history_page(state, org, execution_id, joiner.history_cursor)
+            for chunk in _chunks(joiner.history_frames(page.events)):
+                yield chunk
+            if page.last_offset is not None:
+                joiner.history_cursor = page.last_offset
+            if not page.full:
+                break
+            del page  # one page at a time is held, not the whole history
         while not joiner.finished:
             items = await subscription.batch(CHUNK_FRAMES, CHUNK_BYTES)
             if items is None:  # the feed dropped this client (too slow, gone) or is shutting down
