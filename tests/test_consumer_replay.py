@@ -10,14 +10,14 @@ from spanline.consumer.replay import replay_from_events
 from spanline.consumer.rows import build_rows
 from spanline.consumer.writer import EventBatchWriter
 from spanline.store.store import Store
+from tests.api_data import messages_of
 from tests.consumer_events import expected_totals, generate_execution, normalise_totals
-from tests.test_consumer_properties import to_messages
 
 
 async def test_replay_rebuilds_the_same_state(store: Store) -> None:
     rng = random.Random(5)
     executions = [generate_execution(rng, org=rng.choice([None, "acme"])) for _ in range(40)]
-    messages = to_messages([(e, p) for e in executions for p in e.payloads()])
+    messages = messages_of(executions)
     decoded = [decode_message(m, default_org="default", max_bytes=1 << 20) for m in messages]
     await EventBatchWriter(store).write(build_rows(d for d in decoded if isinstance(d, AcceptedEvent)))
     live = await snapshot(store)
