@@ -16,6 +16,7 @@ from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
 from spanline.api.routes import (
     execute,
+    execute_workflow_stream,
     executions,
     health,
     interactly,
@@ -82,6 +83,7 @@ def create_app(
         organization.router,
         workflows.router,
         execute.router,
+        execute_workflow_stream.router,
         executions.router,
         stream.router,
         usage.router,

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     executor_concurrency: int = Field(default=8, ge=1, le=1000)
     executor_group: str = "spanline-executor"
     execute_timeout_s: float = Field(default=300.0, gt=0)
+    execute_stored_wait_s: float = Field(
+        default=10.0, ge=0, description="how long execute-workflow waits for the consumer to have stored the run"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("clickhouse_dsn")

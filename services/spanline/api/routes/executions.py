@@ -13,9 +13,10 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 
-from spanline.api.contract_types import UsageResultField
+from spanline.api.contract_types import UsageResultField, UtcTimestamp
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.vellum_values import VellumValue, vellum_values
+from spanline.core.times import rfc3339_text
 from spanline.events.models import Cost, ModelUsage, ModelUsageCounts, UsageResult
 from spanline.store import execution_reads as reads
 from spanline.store.model_usage import ModelUsageRow, usage_by_model
@@ -29,8 +30,8 @@ class Span(BaseModel):
     name: Literal["workflow.execution", "node.execution"]
     span_id: str
     parent_span_id: str | None
-    start_ts: datetime
-    end_ts: datetime
+    start_ts: UtcTimestamp
+    end_ts: UtcTimestamp
     attributes: dict[str, Any]
     events: list[dict[str, Any]]
     usage_result: dict[str, Any] | None
@@ -39,8 +40,8 @@ class Span(BaseModel):
 class ExecutionDetail(BaseModel):
     span_id: str
     parent_context: dict[str, Any] | None
-    start: datetime | None
-    end: datetime | None
+    start: UtcTimestamp | None
+    end: UtcTimestamp | None
     inputs: list[VellumValue]
     outputs: list[VellumValue]
     error: dict[str, Any] | None
@@ -62,8 +63,8 @@ class ExecutionListItem(BaseModel):
     workflow_id: str
     workflow_name: str
     status: str
-    start: datetime | None
-    end: datetime | None
+    start: UtcTimestamp | None
+    end: UtcTimestamp | None
     external_id: str | None
     span_count: int
     input_tokens: int
@@ -82,6 +83,8 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 def _span(row: reads.SpanRow, events: list[str], workflow_id: UUID) -> Span:
     decoded = [json.loads(payload) for payload in events]
+    for event in decoded:  # as its emitter wrote it (`+00:00`, no fraction): in the API's one format
+        event["timestamp"] = rfc3339_text(event["timestamp"])
     terminal = next((e for e in reversed(decoded) if e["name"].endswith((".fulfilled", ".rejected"))), None)
     is_workflow = row.kind == "workflow"
     attributes: dict[str, Any] = (

@@ -16,13 +16,13 @@ Choices where Interactly's page and SPEC are silent:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
+from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import OrgDep, StoreDep
 from spanline.api.routes.interactly_document import input_output_pair, workflow_config_fully_hydrated
 from spanline.store.model_usage import ModelUsageRow, usage_by_model
@@ -82,8 +82,8 @@ class Comment(BaseModel):
     content: str
     createdBy: str  # Interactly's camelCase field names
     updatedBy: str
-    createdAt: datetime
-    updatedAt: datetime
+    createdAt: UtcTimestamp
+    updatedAt: UtcTimestamp
 
 
 class EvaluationRunInfo(BaseModel):
@@ -113,8 +113,8 @@ class WorkflowRunDocument(BaseModel):
     team_id: str
     created_by: str | None = None
     updated_by: str | None = None
-    created_at: datetime | None
-    updated_at: datetime | None
+    created_at: UtcTimestamp | None
+    updated_at: UtcTimestamp | None
     id: str = Field(serialization_alias="_id")
     workflow_run: WorkflowRun
     debug_info: dict[str, Any] = Field(default_factory=dict)

@@ -27,6 +27,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import OrgDep, StoreDep
 from spanline.store.run_records import (
     RunRecord,
@@ -57,8 +58,8 @@ _NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
 class ArceeRun(BaseModel):
     id: str
     status: str
-    start_time: datetime | None
-    end_time: datetime | None
+    start_time: UtcTimestamp | None
+    end_time: UtcTimestamp | None
     elapsed_time: int | None
     error: str | None
     outputs: Any
@@ -71,8 +72,8 @@ class ArceeStep(BaseModel):
     organization_id: str
     node_id: str
     status: str
-    start_time: datetime
-    end_time: datetime | None
+    start_time: UtcTimestamp
+    end_time: UtcTimestamp | None
     elapsed_time: int | None
     error: str | None
     outputs: Any
