@@ -3,13 +3,17 @@ the SDK's own objects with the run's values. The SDK's pydantic types are the co
 
 from __future__ import annotations
 
+import uuid
 from uuid import UUID
 
+import pytest
 from vellum import (
+    WorkflowExecutionActualStringRequest,
     WorkflowExecutionNodeResultEvent,
     WorkflowExecutionWorkflowResultEvent,
     WorkflowRequestStringInputRequest,
 )
+from vellum.client.core.api_error import ApiError
 
 from spanline.events.models import NodeExecutionInitiatedEvent, WorkflowExecutionFulfilledEvent, event_name
 from tests.executor_runtime import Runtime
@@ -131,3 +135,49 @@ async def test_detail_paged_one_span_at_a_time(runtime: Runtime) -> None:
     assert len(set(seen)) == len(seen) == 3
     assert set(seen) == await spans_on_the_bus(runtime, executed.execution_id)
     assert seen[0] == executed.execution_id  # the workflow span starts first
+
+
+async def test_external_id_and_metadata_are_kept_returned_and_filterable(runtime: Runtime) -> None:
+    client = sdk(runtime)
+    external_id = f"ticket-{uuid.uuid4()}"
+    executed = await client.execute_workflow(
+        workflow_deployment_name="summarize", inputs=TEXT, external_id=external_id, metadata={"user": "u-7"}
+    )
+    assert executed.external_id == external_id
+    detail = await client.workflow_executions.retrieve_workflow_execution_detail(executed.execution_id)
+    assert detail.external_id == external_id and detail.metadata == {"user": "u-7"}  # type: ignore[attr-defined]
+    listed = await runtime.client.get("/v1/workflow-executions")
+    mine = [item for item in listed.json()["results"] if item["execution_id"] == executed.execution_id]
+    assert [item["external_id"] for item in mine] == [external_id]
+    run = await runtime.client.get(f"/api/v1/workflow/workflows/summarize/runs/{executed.execution_id}")
+    assert run.json()["external_id"] == external_id and run.json()["metadata"] == {"user": "u-7"}
+
+
+async def test_submit_actuals_by_execution_id_and_by_external_id(runtime: Runtime) -> None:
+    client = sdk(runtime)
+    external_id = f"order-{uuid.uuid4()}"
+    by_id = await client.execute_workflow(workflow_deployment_name="summarize", inputs=TEXT)
+    by_external = await client.execute_workflow(
+        workflow_deployment_name="summarize", inputs=TEXT, external_id=external_id
+    )
+    await client.submit_workflow_execution_actuals(
+        execution_id=by_id.execution_id,
+        actuals=[WorkflowExecutionActualStringRequest(output_key="summary", quality=0.25, desired_output_value="a")],
+    )
+    await client.submit_workflow_execution_actuals(
+        external_id=external_id,
+        actuals=[WorkflowExecutionActualStringRequest(output_key="summary", quality=0.75, timestamp=1_767_225_600.5)],
+    )
+    first = await client.workflow_executions.retrieve_workflow_execution_detail(by_id.execution_id)
+    second = await client.workflow_executions.retrieve_workflow_execution_detail(by_external.execution_id)
+    [actual] = first.actuals  # type: ignore[attr-defined]
+    assert (actual["output_key"], actual["quality"], actual["desired_output_value"]) == ("summary", 0.25, "a")
+    [other] = second.actuals  # type: ignore[attr-defined]
+    assert (other["quality"], other["timestamp"]) == (0.75, "2026-01-01T00:00:00.500000Z")
+    interactly = await runtime.client.get(f"/workflows/v1/workflow-runs/{by_id.execution_id}")
+    assert [a["quality"] for a in interactly.json()["workflow_run"]["workflow_run"]["actuals"]] == [0.25]
+    with pytest.raises(ApiError) as unknown:
+        await client.submit_workflow_execution_actuals(
+            external_id="never-given", actuals=[WorkflowExecutionActualStringRequest(output_key="summary")]
+        )
+    assert unknown.value.status_code == 404

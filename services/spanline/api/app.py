@@ -15,6 +15,7 @@ from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
 from spanline.api.routes import (
+    actuals,
     execute,
     execute_workflow_stream,
     executions,
@@ -84,6 +85,7 @@ def create_app(
         workflows.router,
         execute.router,
         execute_workflow_stream.router,
+        actuals.router,
         executions.router,
         stream.router,
         usage.router,

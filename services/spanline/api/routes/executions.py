@@ -15,10 +15,12 @@ from pydantic import BaseModel
 
 from spanline.api.contract_types import UsageResultField, UtcTimestamp
 from spanline.api.deps import AppStateDep, OrgDep
+from spanline.api.routes.actuals import ActualView, actual_view
 from spanline.api.vellum_values import VellumValue, vellum_values
 from spanline.core.times import rfc3339_text
 from spanline.events.models import Cost, ModelUsage, ModelUsageCounts, UsageResult
 from spanline.store import execution_reads as reads
+from spanline.store.execution_labels import get_actuals, get_label
 from spanline.store.model_usage import ModelUsageRow, usage_by_model
 
 router = APIRouter(prefix="/v1", tags=["executions"])
@@ -48,6 +50,10 @@ class ExecutionDetail(BaseModel):
     usage_results: list[UsageResultField] | None
     spans: list[Span]
     state: dict[str, Any] | None
+    # spanline fields (the SDK's WorkflowExecutionDetail keeps extra fields): what the caller attached
+    external_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    actuals: list[ActualView] = []
 
 
 class ExecutionStatus(BaseModel):
@@ -154,10 +160,12 @@ async def execution_detail(
     """An execution with one page of its spans, ordered by (start_ts, span_id)."""
     store = state.store
     # The reads that need nothing from each other go together (the store runs queries on a thread pool).
-    header, start, usage = await asyncio.gather(
+    header, start, usage, label, actuals = await asyncio.gather(
         reads.execution(store, org, execution_id),
         reads.span_start(store, org, execution_id, prev_span_id) if prev_span_id is not None else _none(),
         usage_by_model(store, org, execution_id, with_cost_only_entries=True),
+        get_label(store, org, execution_id),
+        get_actuals(store, org, execution_id),
     )
     if header is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
@@ -187,6 +195,9 @@ async def execution_detail(
         usage_results=_usage_results(usage),
         spans=[_span(row, events[row.span_id], header.workflow_id) for row in page],
         state=final_state,
+        external_id=label.external_id,
+        metadata=label.metadata,
+        actuals=[actual_view(actual) for actual in actuals],
     )
 
 

@@ -20,6 +20,7 @@ Choices where Arcee's pages and SPEC are silent:
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
@@ -29,6 +30,8 @@ from pydantic import BaseModel
 
 from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import OrgDep, StoreDep
+from spanline.api.routes.actuals import ActualView, actual_view
+from spanline.store.execution_labels import get_actuals, get_label
 from spanline.store.run_records import (
     RunRecord,
     StepRecord,
@@ -64,6 +67,10 @@ class ArceeRun(BaseModel):
     error: str | None
     outputs: Any
     inputs: Any
+    # spanline fields: what the caller attached at execution and afterwards
+    external_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    actuals: list[ActualView] = []
 
 
 class ArceeStep(BaseModel):
@@ -172,7 +179,17 @@ async def workflow_runs(
 
 @router.get("/workflows/{workflow_id}/runs/{run_id}", response_model=ArceeRun, responses=_NOT_FOUND)
 async def workflow_run(workflow_id: str, run_id: str, org: OrgDep, store: StoreDep) -> ArceeRun:
-    return _run(await _run_of_workflow(store, org, workflow_id, run_id))
+    run = await _run_of_workflow(store, org, workflow_id, run_id)
+    label, actuals = await asyncio.gather(
+        get_label(store, org, run.execution_id), get_actuals(store, org, run.execution_id)
+    )
+    return _run(run).model_copy(
+        update={
+            "external_id": label.external_id,
+            "metadata": label.metadata,
+            "actuals": [actual_view(actual) for actual in actuals],
+        }
+    )
 
 
 @router.get("/workflows/{workflow_id}/runs/{run_id}/steps", response_model=list[ArceeStep], responses=_NOT_FOUND)
