@@ -181,3 +181,14 @@ async def test_submit_actuals_by_execution_id_and_by_external_id(runtime: Runtim
             external_id="never-given", actuals=[WorkflowExecutionActualStringRequest(output_key="summary")]
         )
     assert unknown.value.status_code == 404
+    query = {"from": "2025-01-01T00:00:00Z", "to": "2028-01-01T00:00:00Z", "dimensions": ["workflow_name"]}
+    usage = await runtime.client.post(
+        "/v1/usage/query",
+        json={**query, "measures": ["actuals", "quality_avg", "executions"], "filters": {"workflow_name": "summarize"}},
+    )
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["rows"] == [{"workflow_name": "summarize", "actuals": 2, "quality_avg": 0.5, "executions": 2}]
+    by_model = await runtime.client.post(
+        "/v1/usage/query", json={**query, "dimensions": ["model"], "measures": ["actuals"]}
+    )
+    assert by_model.status_code == 422 and "workflow only" in by_model.text

@@ -7,14 +7,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from spanline.store.store import Store
 
-_LABEL = """
-SELECT external_id, metadata FROM execution_labels FINAL
-WHERE org = {org:String} AND execution_id = {execution:UUID}
+_LABELS = """
+SELECT execution_id, external_id, metadata FROM execution_labels FINAL
+WHERE org = {org:String} AND execution_id IN {executions:Array(UUID)}
 """
 _BY_EXTERNAL_ID = """
 SELECT execution_id FROM execution_labels FINAL
@@ -23,10 +23,10 @@ ORDER BY created_at DESC
 LIMIT 1
 """
 _ACTUALS = """
-SELECT output, output_id, output_key, output_type, quality, desired_output_value, metadata, timestamp
+SELECT execution_id, output, output_id, output_key, output_type, quality, desired_output_value, metadata, timestamp
 FROM execution_actuals FINAL
-WHERE org = {org:String} AND execution_id = {execution:UUID}
-ORDER BY output
+WHERE org = {org:String} AND execution_id IN {executions:Array(UUID)}
+ORDER BY execution_id, output
 """
 
 
@@ -61,12 +61,19 @@ async def save_label(
     await store.insert("execution_labels", [row], ["org", "execution_id", "external_id", "metadata", "created_at"])
 
 
+_NO_LABEL: Final = Label(None, None)
+
+
+async def get_labels(store: Store, org: str, execution_ids: Sequence[UUID]) -> dict[UUID, Label]:
+    """The label of each of these runs that has one (absent: nothing was attached)."""
+    if not execution_ids:
+        return {}
+    rows = await store.query(_LABELS, {"org": org, "executions": list(execution_ids)})
+    return {UUID(str(run)): Label(external_id, _json_or_none(metadata)) for run, external_id, metadata in rows}
+
+
 async def get_label(store: Store, org: str, execution_id: UUID) -> Label:
-    rows = await store.query(_LABEL, {"org": org, "execution": execution_id})
-    if not rows:
-        return Label(None, None)
-    external_id, metadata = rows[0]
-    return Label(external_id, _json_or_none(metadata))
+    return (await get_labels(store, org, [execution_id])).get(execution_id, _NO_LABEL)
 
 
 async def execution_of_external_id(store: Store, org: str, external_id: str) -> UUID | None:
@@ -99,9 +106,18 @@ async def save_actuals(store: Store, org: str, execution_id: UUID, actuals: Sequ
     )
 
 
+async def get_actuals_of(store: Store, org: str, execution_ids: Sequence[UUID]) -> dict[UUID, list[Actual]]:
+    """Each run's actuals, ordered by output (absent: none submitted)."""
+    if not execution_ids:
+        return {}
+    found: dict[UUID, list[Actual]] = {}
+    for run, out, oid, key, kind, quality, desired, meta, ts in await store.query(
+        _ACTUALS, {"org": org, "executions": list(execution_ids)}
+    ):
+        actual = Actual(out, oid, key, kind, quality, _json_or_none(desired), _json_or_none(meta), ts)
+        found.setdefault(UUID(str(run)), []).append(actual)
+    return found
+
+
 async def get_actuals(store: Store, org: str, execution_id: UUID) -> list[Actual]:
-    rows = await store.query(_ACTUALS, {"org": org, "execution": execution_id})
-    return [
-        Actual(out, oid, key, kind, quality, _json_or_none(desired), _json_or_none(meta), ts)
-        for out, oid, key, kind, quality, desired, meta, ts in rows
-    ]
+    return (await get_actuals_of(store, org, [execution_id])).get(execution_id, [])

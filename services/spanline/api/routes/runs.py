@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import OrgDep, StoreDep
 from spanline.api.routes.actuals import ActualView, actual_view
-from spanline.store.execution_labels import get_actuals, get_label
+from spanline.store.execution_labels import get_actuals_of, get_labels
 from spanline.store.run_records import (
     RunRecord,
     StepRecord,
@@ -145,6 +145,20 @@ def _step(step: StepRecord, org: str) -> ArceeStep:
     )
 
 
+async def _with_labels(store: Store, org: str, runs: list[RunRecord]) -> list[ArceeRun]:
+    """The runs with what their callers attached (external_id, metadata, actuals): two reads per page."""
+    ids = [run.execution_id for run in runs]
+    labels, actuals = await asyncio.gather(get_labels(store, org, ids), get_actuals_of(store, org, ids))
+    shown = []
+    for run in runs:
+        label = labels.get(run.execution_id)
+        view = _run(run)
+        view.external_id, view.metadata = (label.external_id, label.metadata) if label else (None, None)
+        view.actuals = [actual_view(actual) for actual in actuals.get(run.execution_id, [])]
+        shown.append(view)
+    return shown
+
+
 async def _workflow_id(store: Store, org: str, id_or_name: str) -> UUID:
     try:
         return await resolve_workflow_id(store, org, id_or_name)
@@ -174,22 +188,13 @@ async def workflow_runs(
 ) -> list[ArceeRun]:
     """The workflow's execution history, most recent first."""
     resolved = await _workflow_id(store, org, workflow_id)
-    return [_run(run) for run in await list_runs(store, org, resolved, limit=limit, offset=offset)]
+    return await _with_labels(store, org, await list_runs(store, org, resolved, limit=limit, offset=offset))
 
 
 @router.get("/workflows/{workflow_id}/runs/{run_id}", response_model=ArceeRun, responses=_NOT_FOUND)
 async def workflow_run(workflow_id: str, run_id: str, org: OrgDep, store: StoreDep) -> ArceeRun:
-    run = await _run_of_workflow(store, org, workflow_id, run_id)
-    label, actuals = await asyncio.gather(
-        get_label(store, org, run.execution_id), get_actuals(store, org, run.execution_id)
-    )
-    return _run(run).model_copy(
-        update={
-            "external_id": label.external_id,
-            "metadata": label.metadata,
-            "actuals": [actual_view(actual) for actual in actuals],
-        }
-    )
+    [run] = await _with_labels(store, org, [await _run_of_workflow(store, org, workflow_id, run_id)])
+    return run
 
 
 @router.get("/workflows/{workflow_id}/runs/{run_id}/steps", response_model=list[ArceeStep], responses=_NOT_FOUND)
