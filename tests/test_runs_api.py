@@ -92,9 +92,6 @@ def expected_steps(execution: Execution) -> list[dict[str, Any]]:
                 "elapsed_time": int((end - start).total_seconds()) if end else None,
                 "error": terminal["body"]["error"]["message"] if terminal and "error" in terminal["body"] else None,
                 "outputs": terminal["body"].get("outputs") if terminal else None,
-                "external_id": None,  # events alone carry no label or actuals
-                "metadata": None,
-                "actuals": [],
                 "inputs": initiated["body"]["inputs"],
                 "tokens": tokens,
                 "parent_span_id": initiated["parent"]["span_id"],
