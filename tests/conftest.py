@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from spanline.core.config import Settings
 from spanline.store.migrations import apply_migrations
@@ -17,6 +18,14 @@ from tests.kafka.broker import KafkaBroker
 from tests.openai_stub import StubServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Hypothesis: "ci" (the default) and "nightly" (HYPOTHESIS_PROFILE=nightly), README "Tests". Examples write to
+# chDB, so no per-example deadline; shrinking stays on, and a failure prints the blob to reproduce it with.
+_PROFILE = {"deadline": None, "print_blob": True, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ci", max_examples=200, **_PROFILE)  # type: ignore[arg-type]
+settings.register_profile("nightly", max_examples=2000, **_PROFILE)  # type: ignore[arg-type]
+settings.register_profile("dev", max_examples=20, **_PROFILE)  # type: ignore[arg-type]
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 EXAMPLES_DIR = PROJECT_ROOT / "tests" / "data" / "events"
 
 

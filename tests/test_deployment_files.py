@@ -58,3 +58,30 @@ def test_dockerfile_entrypoint_is_the_cli() -> None:
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["spanline"]' in dockerfile
     assert "COPY schemas" in dockerfile and "COPY services" in dockerfile
+
+
+def test_only_services_that_use_clickhouse_get_its_credentials() -> None:
+    """The executor runs tenants' code nodes: it gets Kafka only (least privilege, SPEC §5)."""
+    executor = SPANLINE_SERVICES["executor"]
+    assert executor["command"] == ["executor"]
+    assert not [name for name in executor["environment"] if "CLICKHOUSE" in name]
+    assert "SPANLINE_KAFKA_BOOTSTRAP" in executor["environment"]
+    for name in ("api", "migrate", "consumer"):
+        assert "SPANLINE_CLICKHOUSE_DSN" in SPANLINE_SERVICES[name]["environment"], name
+
+
+def test_the_executor_command_never_opens_the_store() -> None:
+    """What `spanline executor` runs (the worker and everything it imports) has no ClickHouse client."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, spanline.executor.worker; print(sorted(m for m in sys.modules if m.startswith('spanline.store')))"
+    )
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert found.stdout.strip() == "[]"
+
+
+def test_the_image_and_ci_install_bubblewrap() -> None:
+    assert "bubblewrap" in (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "apt-get install -y --no-install-recommends bubblewrap" in (PROJECT_ROOT / ".ci" / "run").read_text()

@@ -19,6 +19,7 @@ from spanline.store import latency_sketch
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
 from tests.api_data import Call, api_client, calls_of, generate_executions, ingest
+from tests.refusals import assert_refused_naming
 
 START = datetime(2026, 10, 29, 22, 0, tzinfo=UTC)  # a Thursday: the data crosses a week and a month boundary
 DAYS = 5
@@ -245,9 +246,7 @@ async def _refusal(client: httpx.AsyncClient, key: str, **changes: Any) -> str:
     }
     query.update(changes)
     response = await client.post("/v1/usage/query", json=query, headers={"X-API-KEY": key})
-    assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    return detail if isinstance(detail, str) else str(detail)
+    return assert_refused_naming(response)
 
 
 async def test_bad_queries_get_422_naming_each_problem(settings: Settings, store: Store) -> None:

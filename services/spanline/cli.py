@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
@@ -19,11 +21,14 @@ from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
 from spanline.events.workflow_definition import workflow_json_schema
 from spanline.executor.examples import load_examples
+from spanline.executor.sandbox.selection import RefusingSandbox, open_code_sandbox
 from spanline.executor.service import run as run_executor_service
 from spanline.executor.service import run_executor
-from spanline.store.api_keys import create_api_key
+from spanline.store.api_keys import KeyNotFoundError, create_api_key, list_api_keys, revoke_api_key
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="spanline: streaming trace and event pipeline for LLM workflow executions.", no_args_is_help=True
@@ -68,6 +73,21 @@ def migrate() -> None:
     typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
 
 
+def on_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `work` on the migrated store of SPANLINE_CLICKHOUSE_DSN (a chDB directory is one process's:
+    not while a server uses it)."""
+
+    async def run() -> T:
+        store = Store(settings.clickhouse_dsn, threads=1)
+        try:
+            await migrate_store(store, settings)
+            return await work(store)
+        finally:
+            store.close()
+
+    return asyncio.run(run())
+
+
 @keys_app.command("create")
 def keys_create(
     org: Annotated[str, typer.Option("--org", help="the organization the key belongs to")],
@@ -75,16 +95,43 @@ def keys_create(
 ) -> None:
     """Create an API key for an organization and print it (it is shown only this once)."""
     settings = load_settings()
+    typer.echo(on_store(settings, lambda store: create_api_key(store, org, name)).key)
 
-    async def run() -> str:
-        store = Store(settings.clickhouse_dsn, threads=1)
-        try:
-            await migrate_store(store, settings)
-            return (await create_api_key(store, org, name)).key
-        finally:
-            store.close()
 
-    typer.echo(asyncio.run(run()))
+def _moment(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@keys_app.command("list")
+def keys_list(org: Annotated[str, typer.Option("--org", help="the organization whose keys to list")]) -> None:
+    """An organization's keys: prefix, name, created, revoked (never the key itself)."""
+    keys = on_store(load_settings(), lambda store: list_api_keys(store, org))
+    if not keys:
+        typer.echo(f"no keys for organization {org!r}")
+        return
+    rows = [("PREFIX", "CREATED", "REVOKED", "NAME")]
+    rows += [(key.prefix, _moment(key.created_at), _moment(key.revoked_at), key.name) for key in keys]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        typer.echo("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]]).rstrip())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="the key's prefix, as `spanline keys list` shows it")],
+    org: Annotated[str | None, typer.Option("--org", help="only a key of this organization")] = None,
+) -> None:
+    """Revoke a key: API processes refuse it once their cache of it expires (SPANLINE_API_KEY_CACHE_SECONDS)."""
+    settings = load_settings()
+    try:
+        key = on_store(settings, lambda store: revoke_api_key(store, prefix, org=org))
+    except KeyNotFoundError as exc:
+        typer.echo(f"spanline: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"revoked {key.prefix} (organization {key.org!r}) at {_moment(key.revoked_at)}; API processes refuse it "
+        f"within {settings.api_key_cache_seconds:g} s"
+    )
 
 
 @schemas_app.command("export")
@@ -219,11 +266,16 @@ def dev(
             await migrate_store(store, settings)
             await ensure_topics(bus, settings)
             examples = await load_examples(store, settings.default_org)
+            code_sandbox = await open_code_sandbox(settings)
             key = await create_api_key(store, settings.default_org, "spanline dev")
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
-            typer.echo(f"spanline dev: API on {base} (docs at /docs)")
+            typer.echo(f"spanline dev: API on {base} (docs at /docs), web UI at {base}/ (sign in with the key below)")
             typer.echo(f"spanline dev: API key for organization {settings.default_org!r}: {key.key}")
+            if isinstance(code_sandbox, RefusingSandbox):
+                typer.echo(f"spanline dev: !!! {code_sandbox.reason} (runs with a code node are rejected)")
+            else:
+                typer.echo(f"spanline dev: code nodes run in {code_sandbox.name}")
             typer.echo(f"spanline dev: workflows: {', '.join(workflow.name for workflow in examples)}; try")
             typer.echo(
                 f"  curl -N -H 'X-API-KEY: {key.key}' -H 'Content-Type: application/json' "
@@ -231,7 +283,9 @@ def dev(
                 f"{base}/v1/workflow-deployments/research/execute-stream"
             )
             stopping = asyncio.Event()
-            executor_task = asyncio.create_task(run_executor(settings, bus=bus, stop=stopping), name="executor")
+            executor_task = asyncio.create_task(
+                run_executor(settings, bus=bus, stop=stopping, code_sandbox=code_sandbox), name="executor"
+            )
             tune_gc_for_batches(SERVING_GEN0_THRESHOLD)  # the consumer shares the process with live streams
             metrics = ConsumerMetrics()
             consumer = asyncio.create_task(

@@ -25,11 +25,14 @@ from spanline.api.routes import (
     organization,
     otlp,
     runs,
+    skeleton,
     stream,
     usage,
     workflows,
 )
 from spanline.api.state import AppState, ConsumerCounters
+from spanline.api.ui import router as ui
+from spanline.api.validation import install as install_validation_errors
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
 from spanline.core.config import Settings
@@ -61,6 +64,8 @@ def create_app(
             hub = LiveHub(app_bus, settings.events_topic, settings.default_org, resume_group=settings.consumer_group)
             await hub.start()
             stack.push_async_callback(hub.stop)
+            offsets = app_bus.offset_reader()
+            stack.push_async_callback(offsets.close)
             state = AppState(
                 settings,
                 app_store,
@@ -69,6 +74,7 @@ def create_app(
                 producer,
                 hub,
                 RecentRequests(),
+                offsets,
                 consumer_metrics,
             )
             yield {"spanline": state}
@@ -79,6 +85,7 @@ def create_app(
         description="Vellum-compatible execution events, runs, spans and usage for LLM workflows.",
         lifespan=lifespan,
     )
+    install_validation_errors(app)
     for router in (
         health.router,
         organization.router,
@@ -87,12 +94,14 @@ def create_app(
         execute_workflow_stream.router,
         actuals.router,
         executions.router,
+        skeleton.router,
         stream.router,
         usage.router,
         runs.router,
         interactly.router,
         monitoring.router,
         otlp.router,
+        ui.router,
     ):
         app.include_router(router)
     return app

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from spanline.api.auth import KeyCache
 from spanline.api.live import LiveHub
 from spanline.api.recent import RecentRequests
-from spanline.bus.interface import Bus, BusProducer
+from spanline.bus.interface import Bus, BusProducer, OffsetReader
 from spanline.core.config import Settings
 from spanline.store.store import Store
 
@@ -29,4 +29,5 @@ class AppState:
     producer: BusProducer
     hub: LiveHub
     recent_requests: RecentRequests
+    offsets: OffsetReader  # the consumer group's committed offsets, for /metrics (one connection, kept)
     consumer_metrics: ConsumerCounters | None = None  # set when the consumer runs in this process

@@ -8,14 +8,14 @@ import asyncio
 import logging
 from typing import Final
 
-from spanline.bus.interface import Bus, BusMessage, TopicPartition
+from spanline.bus.interface import BusMessage, OffsetReader, TopicPartition
 
 log = logging.getLogger(__name__)
 
 _POLL_S: Final = 0.02  # committed offsets are not pushed: ask again this often until the deadline
 
 
-async def wait_until_stored(bus: Bus, group_id: str, message: BusMessage, timeout_s: float) -> bool:
+async def wait_until_stored(offsets: OffsetReader, group_id: str, message: BusMessage, timeout_s: float) -> bool:
     """True once `group_id` has committed beyond `message`; False when `timeout_s` passed first (the
     caller answers anyway: the run ended, only the reads may lag)."""
     if timeout_s <= 0:
@@ -25,7 +25,7 @@ async def wait_until_stored(bus: Bus, group_id: str, message: BusMessage, timeou
     deadline = loop.time() + timeout_s
     while True:
         try:
-            committed = await bus.committed_offsets(group_id, message.topic)
+            committed = await offsets.committed_offsets(group_id, message.topic)
         except Exception as exc:
             log.warning("cannot read %s's committed offsets (%s); answering without waiting", group_id, exc)
             return False

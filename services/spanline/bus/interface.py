@@ -98,6 +98,16 @@ class BusConsumer(Protocol):
         """The offset after the partition's last message as last seen (None if unknown), for lag."""
 
 
+class OffsetReader(Protocol):
+    """Reads consumer groups' committed offsets over one connection kept for the reader's life (for a
+    caller that asks again and again, like /metrics)."""
+
+    async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        """What a consumer group has committed on a topic's partitions (none committed: absent)."""
+
+    async def close(self) -> None: ...
+
+
 class Bus(Protocol):
     async def create_topics(self, names: Sequence[str], partitions: int) -> None:
         """Create the topics that do not exist yet; existing ones are left as they are."""
@@ -109,7 +119,10 @@ class Bus(Protocol):
         nothing and starts at the beginning or at the end (from_beginning=False: live tail)."""
 
     async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
-        """What a consumer group has committed on a topic's partitions (none committed: absent)."""
+        """What a consumer group has committed on a topic's partitions (none committed: absent); one
+        connection per call: a caller that asks often keeps an `offset_reader()`."""
+
+    def offset_reader(self) -> OffsetReader: ...
 
     async def ping(self, timeout_s: float = 3.0) -> None:
         """Return when the bus answers; raise BusUnavailableError with the reason when it does not."""

@@ -92,17 +92,14 @@ class KafkaBus:
         )
 
     async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id=self._client_id)
-        await admin.start()
+        reader = self.offset_reader()
         try:
-            offsets = await admin.list_consumer_group_offsets(group_id)
+            return await reader.committed_offsets(group_id, topic)
         finally:
-            await admin.close()
-        return {
-            TopicPartition(tp.topic, tp.partition): meta.offset
-            for tp, meta in offsets.items()
-            if tp.topic == topic and meta.offset >= 0
-        }
+            await reader.close()
+
+    def offset_reader(self) -> KafkaOffsetReader:
+        return KafkaOffsetReader(self.bootstrap_servers, client_id=self._client_id)
 
     async def ping(self, timeout_s: float = 3.0) -> None:
         client = AIOKafkaClient(
@@ -227,8 +224,12 @@ class KafkaConsumer:
                 await self._consumer.position(partition)
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        """The partition's end offset as of the last fetch (no request), for lag."""
-        value = self._consumer.highwater(KafkaTopicPartition(tp.topic, tp.partition))
+        """The partition's end offset as of the last fetch (no request), for lag; None once a rebalance
+        has taken the partition away (aiokafka asserts it is assigned)."""
+        partition = KafkaTopicPartition(tp.topic, tp.partition)
+        if partition not in self._consumer.assignment():
+            return None
+        value = self._consumer.highwater(partition)
         return None if value is None else int(value)
 
     async def getmany(self, *, max_records: int, timeout_ms: int) -> list[BusMessage]:
@@ -253,3 +254,52 @@ class KafkaConsumer:
         await self._consumer.commit(
             {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
         )
+
+
+class KafkaOffsetReader:
+    """One admin client, started on first use and kept until `close()`: a caller that reads offsets on
+    every request (/metrics) does not open a connection (and a broker session) per request. A call that
+    fails drops the client, so the next one reconnects."""
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()  # one start, however many callers arrive together
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        async with self._lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap_servers, client_id=self._client_id)
+                try:
+                    await admin.start()
+                except BaseException:
+                    await admin.close()
+                    raise
+                self._admin = admin
+            return self._admin
+
+    async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        admin = await self._client()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id)
+        except BaseException:
+            await self._drop(admin)
+            raise
+        return {
+            TopicPartition(tp.topic, tp.partition): meta.offset
+            for tp, meta in offsets.items()
+            if tp.topic == topic and meta.offset >= 0
+        }
+
+    async def _drop(self, admin: AIOKafkaAdminClient) -> None:
+        async with self._lock:
+            if self._admin is admin:
+                self._admin = None
+        await admin.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()

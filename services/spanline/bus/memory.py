@@ -49,6 +49,9 @@ class MemoryBus:
     async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
         return {tp: offset for tp, offset in self.committed(group_id).items() if tp.topic == topic}
 
+    def offset_reader(self) -> MemoryOffsetReader:
+        return MemoryOffsetReader(self)
+
     # producing --------------------------------------------------------------------------------
 
     async def append(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
@@ -113,6 +116,19 @@ class MemoryBus:
 
     async def ping(self, timeout_s: float = 3.0) -> None:
         return None
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryOffsetReader:
+    """The bus's committed offsets; nothing to connect or to close."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        self._bus = bus
+
+    async def committed_offsets(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        return await self._bus.committed_offsets(group_id, topic)
 
     async def close(self) -> None:
         return None

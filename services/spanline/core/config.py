@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     store_threads: int = Field(default=4, ge=1, le=64)
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    metrics_org: str | None = Field(
+        default=None, description="the organization whose keys may read /metrics; unset: any valid key"
+    )
     schemas_dir: Path = _SOURCE_SCHEMAS_DIR
     price_table: Path | None = Field(
         default=None, description="TOML price table (USD per million tokens); unset = the shipped one"
@@ -65,6 +68,18 @@ class Settings(BaseSettings):
     execute_stored_wait_s: float = Field(
         default=10.0, ge=0, description="how long execute-workflow waits for the consumer to have stored the run"
     )
+    code_nodes: Literal["sandbox", "unsafe"] = Field(
+        default="sandbox", description="sandbox = bubblewrap or refuse; unsafe = plain child process (trusted code)"
+    )
+    code_bwrap: str = "bwrap"
+    code_python: Path | None = Field(default=None, description="the interpreter code nodes run on; unset = found")
+    code_memory_bytes: int = Field(default=256 * 1024 * 1024, ge=32 * 1024 * 1024)
+    code_cpu_seconds: int = Field(default=30, ge=1)
+    code_max_processes: int = Field(default=16, ge=1)
+    code_max_open_files: int = Field(default=64, ge=16)
+    code_max_file_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    code_tmp_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    code_output_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("clickhouse_dsn")
@@ -74,7 +89,7 @@ class Settings(BaseSettings):
             raise ValueError(f"SPANLINE_CLICKHOUSE_DSN must start with chdb://, http:// or https://, got {value!r}")
         return value
 
-    @field_validator("kafka_bootstrap")
+    @field_validator("kafka_bootstrap", "metrics_org")
     @classmethod
     def _blank_means_unset(cls, value: str | None) -> str | None:
         return value or None

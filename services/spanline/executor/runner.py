@@ -18,7 +18,9 @@ from spanline.events.execution_request import ExecutionRequest, WorkflowSnapshot
 from spanline.events.models import (
     CodeResourceDefinition,
     ExecutionError,
+    NodeExecutionLogEvent,
     NodeExecutionStreamingEvent,
+    NodeLogBody,
     NodeStreamingBody,
     ParentContext,
     StreamedOutput,
@@ -35,11 +37,13 @@ from spanline.executor import spans
 from spanline.executor.errors import ExecutionFailure
 from spanline.executor.graph import SKIPPED, NodeResult, is_skipped, read_binding
 from spanline.executor.inputs import check_inputs
-from spanline.executor.nodes.code import run_code
+from spanline.executor.nodes.code import Severity, run_code
 from spanline.executor.nodes.conditional import choose_port
 from spanline.executor.nodes.model import CostModel, run_model
 from spanline.executor.nodes.template import run_template
 from spanline.executor.providers.base import ModelProvider
+from spanline.executor.sandbox.interface import CodeSandbox
+from spanline.executor.sandbox.selection import RefusingSandbox
 
 MAX_SUBWORKFLOW_DEPTH: Final = 8
 
@@ -66,11 +70,13 @@ class WorkflowRunner:
         emit: spans.EventSink,
         providers: Mapping[str, ModelProvider],
         prices: CostModel,
+        code_sandbox: CodeSandbox | None = None,
     ) -> None:
         self._tracer = tracer
         self._emit = emit
         self._providers = providers
         self._prices = prices
+        self._code_sandbox = code_sandbox or RefusingSandbox("code nodes are off: this runner has no sandbox")
 
     async def run(self, request: ExecutionRequest) -> WorkflowOutcome:
         run = _Run(request.org, request.execution_id, request.subworkflows)
@@ -224,7 +230,11 @@ class WorkflowRunner:
         if node.kind == "template":
             return NodeResult(await run_template(node.config, inputs))
         if node.kind == "code":
-            return NodeResult(await run_code(node.config, inputs, node.timeout_s))
+
+            def on_log(severity: Severity, message: str) -> None:
+                self._emit_node_log(span, span_id, node_definition, context, run, severity, message)
+
+            return NodeResult(await run_code(self._code_sandbox, node.config, inputs, node.timeout_s, on_log))
         if node.kind == "conditional":
             port = choose_port(node.config, inputs)
             return NodeResult({"output": port}, port=port)
@@ -276,6 +286,19 @@ class WorkflowRunner:
         body = NodeStreamingBody(node_definition=node_definition, output=StreamedOutput(name="output", delta=delta))
         event = NodeExecutionStreamingEvent(**_envelope(span, span_id, context), body=body)
         self._emit(run.org, run.root, event)
+
+    def _emit_node_log(
+        self,
+        span: Span,
+        span_id: UUID,
+        node_definition: CodeResourceDefinition,
+        context: ParentContext,
+        run: _Run,
+        severity: Severity,
+        message: str,
+    ) -> None:
+        body = NodeLogBody(node_definition=node_definition, message=message, severity=severity)
+        self._emit(run.org, run.root, NodeExecutionLogEvent(**_envelope(span, span_id, context), body=body))
 
     def _stream_outputs(
         self,

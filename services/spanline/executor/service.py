@@ -12,6 +12,7 @@ from spanline.bus.factory import create_bus, ensure_topics
 from spanline.bus.interface import Bus
 from spanline.core.config import Settings
 from spanline.executor.providers.base import ModelProvider
+from spanline.executor.sandbox.interface import CodeSandbox
 from spanline.executor.worker import ExecutorWorker
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,12 @@ async def run_executor(
     bus: Bus,
     stop: asyncio.Event,
     providers: Mapping[str, ModelProvider] | None = None,
+    code_sandbox: CodeSandbox | None = None,
 ) -> None:
     """Run workflows until `stop` is set, then cancel the runs in flight; for embedding in `spanline dev`
-    and in tests (`providers` replaces the configured model providers)."""
-    await ExecutorWorker(bus, settings, providers).run(stop)
+    and in tests (`providers` replaces the configured model providers; `code_sandbox` one already opened,
+    else the worker opens it from the settings)."""
+    await ExecutorWorker(bus, settings, providers, code_sandbox).run(stop)
 
 
 async def run(settings: Settings) -> None:

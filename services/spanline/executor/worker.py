@@ -25,28 +25,39 @@ from spanline.executor.providers.base import ModelProvider
 from spanline.executor.providers.registry import build_providers
 from spanline.executor.publisher import EventPublisher
 from spanline.executor.runner import WorkflowRunner
+from spanline.executor.sandbox.interface import CodeSandbox
+from spanline.executor.sandbox.selection import open_code_sandbox
 from spanline.executor.tracing import build_tracer_provider, executor_tracer
 
 log = logging.getLogger(__name__)
 
 
 class ExecutorWorker:
-    def __init__(self, bus: Bus, settings: Settings, providers: Mapping[str, ModelProvider] | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        providers: Mapping[str, ModelProvider] | None = None,
+        code_sandbox: CodeSandbox | None = None,
+    ) -> None:
         self._bus = bus
         self._settings = settings
         self._http = httpx.AsyncClient()
         self._publisher = EventPublisher(bus.producer(), settings.events_topic)
         self._tracer_provider = build_tracer_provider(self._publisher.emit, settings.otlp_endpoint)
-        self._runner = WorkflowRunner(
-            executor_tracer(self._tracer_provider),
-            self._publisher.emit,
-            providers if providers is not None else build_providers(settings, self._http),
-            PriceTable.load(settings.price_table),
-        )
+        self._providers = providers if providers is not None else build_providers(settings, self._http)
+        self._code_sandbox = code_sandbox
         self._runs: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.executor_concurrency)
 
     async def run(self, stopping: asyncio.Event) -> None:
+        self._runner = WorkflowRunner(
+            executor_tracer(self._tracer_provider),
+            self._publisher.emit,
+            self._providers,
+            PriceTable.load(self._settings.price_table),
+            self._code_sandbox or await open_code_sandbox(self._settings),  # probed once, at start
+        )
         await self._publisher.start()
         consumer = self._bus.consumer([self._settings.executions_topic], group_id=self._settings.executor_group)
         await consumer.start()

@@ -23,9 +23,11 @@ FROM executions FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID}
 """
 
+# The cursor's start by primary key: in span_order, keyed by start first, finding a span id read every
+# row before it (the deeper the page, the more).
 _CURSOR = """
-SELECT start_ts FROM span_order
-WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = toString({span:UUID})
+SELECT start_ts FROM spans FINAL
+WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {span:UUID}
 LIMIT 1
 """
 
@@ -56,9 +58,6 @@ SELECT kafka_offset, name, payload FROM events_by_span FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND kafka_offset > {after:Int64}
 ORDER BY kafka_offset, event_id
 """
-
-_OWNER = "SELECT org FROM executions WHERE execution_id = {execution:UUID} LIMIT 1"
-_OWNER_FROM_EVENTS = "SELECT org FROM events WHERE execution_id = {execution:UUID} LIMIT 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +143,6 @@ async def history(store: Store, org: str, execution_id: UUID, after_offset: int)
     return [StoredEvent(int(offset), str(name), str(payload)) for offset, name, payload in rows]
 
 
-async def owner(store: Store, execution_id: UUID) -> str | None:
-    """The organization an execution belongs to, whoever asks (for answering 404 rather than waiting)."""
-    for query in (_OWNER, _OWNER_FROM_EVENTS):
-        rows = await store.query(query, {"execution": execution_id})
-        if rows:
-            return str(rows[0][0])
-    return None
-
-
 _LIST = """
 SELECT execution_id, workflow_id, workflow_name, status, start_ts, end_ts, external_id, span_count,
        input_tokens, output_tokens, cost_usd, ifNull(start_ts, toDateTime64(0, 6, 'UTC')) AS sort_ts
@@ -179,6 +169,13 @@ class ExecutionSummary:
     sort_ts: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionFilters:
+    external_id: str | None = None
+    started_from: datetime | None = None  # inclusive
+    started_to: datetime | None = None  # exclusive
+
+
 async def list_executions(
     store: Store,
     org: str,
@@ -187,22 +184,39 @@ async def list_executions(
     workflow: str | None = None,
     status: str | None = None,
     before: tuple[datetime, UUID] | None = None,
+    filters: ExecutionFilters | None = None,
 ) -> list[ExecutionSummary]:
     """Newest first; `before` is the (sort_ts, execution_id) keyset cursor of the previous page's last row."""
-    filters: list[str] = []
+    conditions: list[str] = []
     parameters: dict[str, Any] = {"org": org, "limit": limit}
+    if filters is not None:
+        conditions += _more_conditions(filters, parameters)
     if workflow is not None:
         try:
             parameters["workflow_id"] = UUID(workflow)
-            filters.append("AND workflow_id = {workflow_id:UUID}")
+            conditions.append("AND workflow_id = {workflow_id:UUID}")
         except ValueError:
             parameters["workflow_name"] = workflow
-            filters.append("AND workflow_name = {workflow_name:String}")
+            conditions.append("AND workflow_name = {workflow_name:String}")
     if status is not None:
         parameters["status"] = status
-        filters.append("AND status = {status:String}")
+        conditions.append("AND status = {status:String}")
     if before is not None:
         parameters["cursor_ts"], parameters["cursor_id"] = before
-        filters.append("AND (sort_ts, execution_id) < ({cursor_ts:DateTime64(6, 'UTC')}, {cursor_id:UUID})")
-    rows = await store.query(_LIST.replace("{filters}", " ".join(filters)), parameters)
+        conditions.append("AND (sort_ts, execution_id) < ({cursor_ts:DateTime64(6, 'UTC')}, {cursor_id:UUID})")
+    rows = await store.query(_LIST.replace("{filters}", " ".join(conditions)), parameters)
     return [ExecutionSummary(*row) for row in rows]
+
+
+def _more_conditions(filters: ExecutionFilters, parameters: dict[str, Any]) -> list[str]:
+    conditions = []
+    if filters.external_id is not None:
+        parameters["external_id"] = filters.external_id
+        conditions.append("AND external_id = {external_id:String}")
+    if filters.started_from is not None:
+        parameters["started_from"] = filters.started_from
+        conditions.append("AND start_ts >= {started_from:DateTime64(6, 'UTC')}")
+    if filters.started_to is not None:
+        parameters["started_to"] = filters.started_to
+        conditions.append("AND start_ts < {started_to:DateTime64(6, 'UTC')}")
+    return conditions

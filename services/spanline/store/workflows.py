@@ -131,3 +131,19 @@ async def save_workflow(store: Store, org: str, definition: WorkflowDefinition) 
         previous.created_at if previous else now,
         now,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowVersion:
+    version: int
+    created_at: datetime
+
+
+async def workflow_versions(store: Store, org: str, workflow_id: UUID) -> list[WorkflowVersion]:
+    """Every stored version of one workflow, newest first."""
+    rows = await store.query(
+        "SELECT version, created_at FROM workflows FINAL WHERE org = {org:String} AND workflow_id = {id:UUID}"
+        " ORDER BY version DESC",
+        {"org": org, "id": workflow_id},
+    )
+    return [WorkflowVersion(int(version), created_at) for version, created_at in rows]

@@ -11,7 +11,9 @@ Each subscriber has a bounded queue; one that falls behind by more than its queu
 others nor grow memory without bound.
 
 The feed starts where the consumer group last committed (what is before that is in ClickHouse) and keeps
-the recent events of each execution in a bounded buffer, handed to every new subscriber: stored history
+the recent events of each (execution, organization) in a bounded buffer, handed to every new subscriber
+(per organization: the same execution id published under two organizations is two executions, and one
+cannot push the other's events out of the buffer): stored history
 from ClickHouse + this buffer + what arrives next cover an execution without a gap, as long as the
 consumer is not further behind than the buffer holds (`buffer_total` events). The buffer also marks an
 event produced twice (same id, later offset) as a `duplicate` while its first copy is still buffered.
@@ -61,7 +63,7 @@ class LiveHub:
         self._buffer_total = buffer_total
         # Keyed by (root execution, org): dispatch needs no per-subscriber org check.
         self._subscribers: dict[tuple[UUID, str], set[Subscription]] = {}
-        self._recent: OrderedDict[UUID, ExecutionBuffer] = OrderedDict()
+        self._recent: OrderedDict[tuple[UUID, str], ExecutionBuffer] = OrderedDict()
         self._buffered = 0
         self._consumer: BusConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -99,12 +101,12 @@ class LiveHub:
     @contextlib.contextmanager
     def subscribe(self, execution_id: UUID, org: str) -> Iterator[Subscription]:
         subscription = Subscription(execution_id, org, self._queue_size)
-        buffer = self._recent.get(execution_id)
+        key = (execution_id, org)
+        buffer = self._recent.get(key)
         if buffer is not None:
             for item in buffer.items:  # in offset order, which is what prepare() relies on
-                if item.org == org and buffer.prepare(item):
+                if buffer.prepare(item):
                     subscription.offer(item)
-        key = (execution_id, org)
         self._subscribers.setdefault(key, set()).add(subscription)
         try:
             yield subscription
@@ -157,11 +159,12 @@ class LiveHub:
 
     def _remember(self, item: LiveEvent) -> ExecutionBuffer:
         """Keep the execution's recent events for subscribers that join later; oldest executions go first."""
-        buffer = self._recent.get(item.root)
+        key = (item.root, item.org)
+        buffer = self._recent.get(key)
         if buffer is None:
-            buffer = self._recent[item.root] = ExecutionBuffer(self._buffer_per_execution)
+            buffer = self._recent[key] = ExecutionBuffer(self._buffer_per_execution)
         else:
-            self._recent.move_to_end(item.root)
+            self._recent.move_to_end(key)
         self._buffered += 1 - buffer.add(item)
         while self._buffered > self._buffer_total and len(self._recent) > 1:
             _, evicted = self._recent.popitem(last=False)

@@ -114,7 +114,7 @@ async def execute_workflow(body: ExecuteWorkflowRequest, org: OrgDep, state: App
     if end is None or end.event.span_id != execution_id:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, f"execution {execution_id} did not end in time")
     settings = state.settings
-    await wait_until_stored(state.bus, settings.consumer_group, end.message, settings.execute_stored_wait_s)
+    await wait_until_stored(state.offsets, settings.consumer_group, end.message, settings.execute_stored_wait_s)
     return ExecuteWorkflowResponse(
         execution_id=str(execution_id),
         run_id=str(execution_id),

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -231,6 +231,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise HTTPException(422, "cursor is not one this API gave out") from exc
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
 @router.get("/workflow-executions", response_model=ExecutionList)
 async def list_executions(
     org: OrgDep,
@@ -239,13 +243,22 @@ async def list_executions(
     status_filter: Annotated[
         Literal["INITIATED", "STREAMING", "FULFILLED", "REJECTED", "PAUSED"] | None, Query(alias="status")
     ] = None,
+    external_id: Annotated[str | None, Query(description="the external_id given at execution")] = None,
+    started_from: Annotated[datetime | None, Query(description="runs that started at or after this")] = None,
+    started_to: Annotated[datetime | None, Query(description="runs that started before this")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> ExecutionList:
-    """The organization's executions, newest first, a keyset page at a time."""
+    """The organization's executions, newest first, a keyset page at a time; naive times are UTC."""
     before = _decode_cursor(cursor) if cursor else None
     rows = await reads.list_executions(
-        state.store, org, limit=limit, workflow=workflow_id, status=status_filter, before=before
+        state.store,
+        org,
+        limit=limit,
+        workflow=workflow_id,
+        status=status_filter,
+        before=before,
+        filters=reads.ExecutionFilters(external_id, _utc(started_from), _utc(started_to)),
     )
     items = [
         ExecutionListItem(

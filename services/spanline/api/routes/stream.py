@@ -15,9 +15,14 @@ up is joined into one chunk (at most `CHUNK_FRAMES` events or about `CHUNK_BYTES
 one socket write per wake-up, not per event. History goes out in chunks of the same size. When the client
 disconnects, its subscription is abandoned at once (queue dropped, stream ended).
 
-The two store reads a new stream makes (the execution's owner, its history) go through the hub's
-`SharedReads`: clients that open the same execution's stream at the same time share each query (and the
-history's frames), each still getting the answer of a read that began after it subscribed.
+The store read a new stream makes (its history) goes through the hub's `SharedReads`: clients that open
+the same execution's stream at the same time share the query (and the history's frames), each still
+getting the answer of a read that began after it subscribed.
+
+Tenancy: the history and the live feed are both scoped to the caller's organization, and nothing else is
+looked up, so another organization's execution id is exactly an unknown id: the stream sends nothing but
+keep-alives and waits (an execution of the caller's own with that id may still start). Nothing tells a
+caller whether some other organization has used the id (docs/read_api.md, Tenancy).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 from typing import Annotated, Final
 from uuid import UUID
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.types import Message
@@ -133,10 +138,6 @@ async def _history(state: AppState, org: str, execution_id: UUID, after: int) ->
     return await state.hub.reads.read(("history", org, execution_id, after), read)
 
 
-async def _owner(state: AppState, execution_id: UUID) -> str | None:
-    return await state.hub.reads.read(("owner", execution_id), lambda: reads.owner(state.store, execution_id))
-
-
 class _Joiner:
     """Sends each event once, in offset order, from the history and then the live feed."""
 
@@ -159,15 +160,14 @@ class _Joiner:
         return self.every_type or name.startswith(self.prefixes)
 
     def history_frames(self, events: Iterable[_HistoryEvent]) -> Iterator[bytes]:
-        """The frames of the stored events to send, up to and including the terminal event."""
+        """The frames of the stored events to send: all of them, also those stored after the terminal
+        event (emitters may be out of order, SPEC §4); the live feed is not read after a terminal one."""
         for event in events:
             if self.take(event.offset, event.name, event.event_id, event.ends_root):
                 yield event.frame
             if self.history_ids is None:
                 self.history_ids = _RecentIds()
             self.history_ids.add(event.event_id)
-            if self.finished:
-                return
 
     def live_chunk(self, items: Sequence[LiveEvent]) -> bytes:
         """The frames of these live events to send, joined (the same bytes object when only one)."""
@@ -226,7 +226,7 @@ async def _stream(
 @router.get(
     "/workflow-executions/{execution_id}/events",
     response_model=None,
-    responses={200: {"content": {"text/event-stream": {}}}, 404: {"description": "another organization's"}},
+    responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def execution_events(
     execution_id: UUID,
@@ -237,12 +237,10 @@ async def execution_events(
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Every stored event of the execution in order, then live ones, until its terminal event; waits for
-    an execution that has not started; resumes after Last-Event-ID with no gap and no duplicate."""
+    an execution that has not started (another organization's id is one that has not: it waits too);
+    resumes after Last-Event-ID with no gap and no duplicate."""
     prefixes = _prefixes(event_types)
     after = _resume_point(last_event_id_header, last_event_id)
-    owner = await _owner(state, execution_id)
-    if owner is not None and owner != org:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
     scope = state.hub.subscribe(execution_id, org)
     subscription = scope.__enter__()  # before reading history, so nothing falls between the two
     left = False

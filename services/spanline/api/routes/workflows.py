@@ -10,8 +10,15 @@ from pydantic import BaseModel
 from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.run_requests import request_execution, workflow_or_404
+from spanline.api.workflow_graph import WorkflowEdge, workflow_edges
 from spanline.events.workflow_definition import WorkflowDefinition
-from spanline.store.workflows import StoredWorkflow, SubworkflowError, list_workflows, save_workflow
+from spanline.store.workflows import (
+    StoredWorkflow,
+    SubworkflowError,
+    list_workflows,
+    save_workflow,
+    workflow_versions,
+)
 
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])
 
@@ -27,6 +34,21 @@ class WorkflowSummary(BaseModel):
 
 class StoredWorkflowResponse(WorkflowSummary):
     definition: dict[str, Any]
+
+
+class WorkflowVersionSummary(BaseModel):
+    version: int
+    created_at: UtcTimestamp
+
+
+class WorkflowDetail(StoredWorkflowResponse):
+    """The latest version's definition, its graph, and every version."""
+
+    inputs: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
+    edges: list[WorkflowEdge]
+    outputs: list[dict[str, Any]]
+    versions: list[WorkflowVersionSummary]
 
 
 class ExecuteResponse(BaseModel):
@@ -59,6 +81,23 @@ async def upload_workflow(definition: WorkflowDefinition, org: OrgDep, state: Ap
     except SubworkflowError as exc:
         raise HTTPException(422, str(exc)) from exc
     return StoredWorkflowResponse(**_summary(stored).model_dump(), definition=stored.definition)
+
+
+@router.get("/workflows/{workflow_id}", response_model=WorkflowDetail, responses={404: {}})
+async def get_workflow(workflow_id: str, org: OrgDep, state: AppStateDep) -> WorkflowDetail:
+    """One workflow (by id or name): its latest definition with the graph's edges, and its versions."""
+    workflow = await workflow_or_404(state, org, workflow_id)
+    versions = await workflow_versions(state.store, org, workflow.workflow_id)
+    definition = workflow.definition
+    return WorkflowDetail(
+        **_summary(workflow).model_dump(),
+        definition=definition,
+        inputs=definition.get("inputs", []),
+        nodes=definition.get("nodes", []),
+        edges=workflow_edges(definition),
+        outputs=definition.get("outputs", []),
+        versions=[WorkflowVersionSummary(version=v.version, created_at=v.created_at) for v in versions],
+    )
 
 
 @router.post("/workflows/{workflow_id}/execute", response_model=ExecuteResponse, responses={404: {}})

@@ -4,7 +4,7 @@
 -- rebuilt (an engine cannot be altered): the old rows are copied in, the materialized view refills
 -- events_by_span from them, then the old tables are dropped.
 DROP VIEW IF EXISTS events_by_span_mv;
-RENAME TABLE events TO events_before_0016, events_by_span TO events_by_span_before_0016;
+RENAME TABLE events TO events_before_0018, events_by_span TO events_by_span_before_0018;
 CREATE TABLE events (
     org LowCardinality(String),
     execution_id UUID,
@@ -18,8 +18,7 @@ CREATE TABLE events (
     kafka_partition UInt32,
     kafka_offset UInt64,
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3),
-    first_copy UInt64 MATERIALIZED 18446744073709551615 - kafka_offset,
-    INDEX events_execution_id execution_id TYPE bloom_filter GRANULARITY 1
+    first_copy UInt64 MATERIALIZED 18446744073709551615 - kafka_offset
 ) ENGINE = ReplacingMergeTree(first_copy)
 ORDER BY (org, execution_id, event_id);
 CREATE TABLE events_by_span (
@@ -42,6 +41,6 @@ INSERT INTO events (org, execution_id, event_id, span_id, parent_span_id, trace_
     kafka_partition, kafka_offset, ingested_at)
 SELECT org, execution_id, event_id, span_id, parent_span_id, trace_id, name, timestamp, payload,
     kafka_partition, kafka_offset, ingested_at
-FROM events_before_0016;
-DROP TABLE events_before_0016;
-DROP TABLE events_by_span_before_0016;
+FROM events_before_0018;
+DROP TABLE events_before_0018;
+DROP TABLE events_by_span_before_0018;
