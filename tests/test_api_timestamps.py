@@ -62,6 +62,8 @@ async def test_every_timestamp_is_rfc3339_utc_z(runtime: Runtime) -> None:
         "status": await http.get(f"/v1/workflows/executions/{run}/status"),
         "list": await http.get("/v1/workflow-executions"),
         "workflows": await http.get("/api/v1/workflow/workflows"),
+        "workflow": await http.get("/api/v1/workflow/workflows/summarize"),
+        "skeleton": await http.get(f"/v1/workflow-executions/{run}/span-skeleton"),
         "runs": await http.get("/api/v1/workflow/workflows/summarize/runs"),
         "run": await http.get(f"/api/v1/workflow/workflows/summarize/runs/{run}"),
         "steps": await http.get(f"/api/v1/workflow/workflows/summarize/runs/{run}/steps"),
