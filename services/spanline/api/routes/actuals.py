@@ -30,7 +30,12 @@ class ActualRequest(BaseModel):
     quality: float | None = Field(default=None, ge=0, le=1)
     desired_output_value: Any = None
     metadata: dict[str, Any] | None = None
-    timestamp: float | None = Field(default=None, description="seconds since the epoch; unset: when received")
+    timestamp: float | None = Field(
+        default=None,
+        ge=0,
+        le=10_413_791_999,
+        description="seconds since the epoch (to 2299, as ClickHouse keeps); unset: when received",
+    )
 
     @model_validator(mode="after")
     def _names_an_output(self) -> ActualRequest:
