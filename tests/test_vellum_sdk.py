@@ -146,9 +146,14 @@ async def test_external_id_and_metadata_are_kept_returned_and_filterable(runtime
     assert executed.external_id == external_id
     detail = await client.workflow_executions.retrieve_workflow_execution_detail(executed.execution_id)
     assert detail.external_id == external_id and detail.metadata == {"user": "u-7"}  # type: ignore[attr-defined]
+    other = await client.execute_workflow(workflow_deployment_name="summarize", inputs=TEXT, external_id="other")
     listed = await runtime.client.get("/v1/workflow-executions")
-    mine = [item for item in listed.json()["results"] if item["execution_id"] == executed.execution_id]
-    assert [item["external_id"] for item in mine] == [external_id]
+    assert {item["execution_id"]: item["external_id"] for item in listed.json()["results"]} == {
+        executed.execution_id: external_id,
+        other.execution_id: "other",
+    }
+    filtered = await runtime.client.get("/v1/workflow-executions", params={"external_id": external_id})
+    assert [item["execution_id"] for item in filtered.json()["results"]] == [executed.execution_id]
     run = await runtime.client.get(f"/api/v1/workflow/workflows/summarize/runs/{executed.execution_id}")
     assert run.json()["external_id"] == external_id and run.json()["metadata"] == {"user": "u-7"}
 
