@@ -57,6 +57,8 @@ async def executor_runtime(
     with_consumer: bool = False,
 ) -> AsyncIterator[Runtime]:
     bus = MemoryBus(default_partitions=settings.topic_partitions)
+    if not with_consumer:  # nothing will store the runs: execute-workflow must not wait for it
+        settings = settings.model_copy(update={"execute_stored_wait_s": 0})
     stopping = asyncio.Event()
     worker = asyncio.create_task(ExecutorWorker(bus, settings, providers=providers).run(stopping))
     consumer = (

@@ -33,14 +33,17 @@ def shape_differences(
     may_be_empty: Collection[str] = (),
     free_form: Collection[str] = (),
     optional: Collection[str] = (),
+    extra: Collection[str] = (),
     path: str = "$",
 ) -> list[str]:
     """Every place where `live` departs from `seed`'s shape. `nullable` paths may be null where the seed
     shows a value (spanline's neutral value), `may_be_empty` lists may be [] (nothing to compare them by),
     `free_form` paths hold any object (data whose keys depend on the workflow, like a step's outputs),
-    `optional` keys may be missing (an event's optional fields, SPEC §1's `?`)."""
+    `optional` keys may be missing (an event's optional fields, SPEC §1's `?`), `extra` keys are spanline's
+    documented additions the seed does not have (docs/read_api.md)."""
     rules: dict[str, Collection[str]] = {
-        "nullable": nullable, "may_be_empty": may_be_empty, "free_form": free_form, "optional": optional
+        "nullable": nullable, "may_be_empty": may_be_empty, "free_form": free_form, "optional": optional,
+        "extra": extra,
     }  # fmt: skip
     if path in free_form:
         return [] if json_type(live) in ("object", "null") else [f"{path}: {json_type(live)}, want an object"]
@@ -51,7 +54,9 @@ def shape_differences(
         return [f"{path}: {got}, the seed has {want}"]
     if isinstance(seed, dict) and seed:
         problems = [f"{path}.{key}: missing" for key in seed if key not in live and f"{path}.{key}" not in optional]
-        problems += [f"{path}.{key}: not in the seed" for key in live if key not in seed]
+        problems += [
+            f"{path}.{key}: not in the seed" for key in live if key not in seed and f"{path}.{key}" not in extra
+        ]
         for key in seed.keys() & live.keys():
             problems += shape_differences(seed[key], live[key], **rules, path=f"{path}.{key}")
         return problems

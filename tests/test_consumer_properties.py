@@ -219,12 +219,6 @@ def test_the_scenarios_cover_what_they_claim() -> None:
     assert all(seen[kind] >= seen["examples"] // 10 for kind in ("duplicates", "crashes", "keeps_order", "restarts"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events_by_span (ReplacingMergeTree, no version) keeps the copy of a duplicated event inserted last, "
-    "so the stored history serves it under its later offset: out of order, and a client resuming between "
-    "the two offsets is sent it again",
-)
 def test_a_duplicate_keeps_its_first_offset(shared_store: Store) -> None:
     execution = generate_execution(random.Random(7), org="acme", max_depth=0)
     feed = [(0, event) for event in range(len(execution.events))] + [(0, 0)]  # the initiated event again, last

@@ -39,6 +39,7 @@ def kafka_settings(settings: Settings, kafka_broker: KafkaBroker) -> Settings:
             "executor_group": f"executor-{suffix}",
             "topic_partitions": 3,
             "local_provider_latency_ms": 50,
+            "execute_stored_wait_s": 0,  # no consumer stores these runs
         }
     )
 

@@ -108,7 +108,7 @@ async def test_limits_answer_413(runtime: IntakeRuntime) -> None:
 
 
 def without_event_order(detail: Any) -> Any:
-    """The detail with each span's events as a set (see the xfail test below for their order)."""
+    """The detail with each span's events as a set (their order: the test below)."""
     spans = [{**span, "events": sorted(span["events"], key=lambda e: e["id"])} for span in detail["spans"]]
     return {**detail, "spans": spans}
 
@@ -156,11 +156,6 @@ async def test_a_repost_changes_no_count_total_or_span(runtime: IntakeRuntime) -
     assert await runtime.json("POST", "/v1/usage/query", json=usage_query) == usage
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events/events_by_span are ReplacingMergeTree without a version: a duplicate's later Kafka offset "
-    "replaces the first copy's, so a re-posted event moves in a span's event order (and in SSE sequence ids)",
-)
 async def test_a_repost_keeps_each_spans_event_order(runtime: IntakeRuntime) -> None:
     first, again = await repost(runtime)
     assert again == first

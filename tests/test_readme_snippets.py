@@ -11,18 +11,20 @@ from typing import Any
 import pytest
 
 from spanline.core.config import Settings
+from spanline.executor.providers.local import LocalProvider
 from spanline.store.store import Store
 from tests.conftest import PROJECT_ROOT
+from tests.executor_runtime import executor_runtime
 from tests.intake_runtime import IntakeRuntime, intake_runtime, intake_settings
 
 
-def python_block(section: str) -> str:
-    """The first fenced python block of a README section (from its heading to the next one)."""
+def python_block(section: str, index: int = 0) -> str:
+    """The index-th fenced python block of a README section (from its heading to the next one)."""
     readme = (PROJECT_ROOT / "README.md").read_text()
     body = readme.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
-    found = re.search(r"```python\n(.*?)```", body, re.DOTALL)
-    assert found, f"no python block in README section {section!r}"
-    return found.group(1)
+    found = re.findall(r"```python\n(.*?)```", body, re.DOTALL)
+    assert len(found) > index, f"no python block {index} in README section {section!r}"
+    return str(found[index])
 
 
 @pytest.fixture
@@ -49,8 +51,21 @@ def run_snippet(code: str) -> dict[str, Any]:
     return namespace
 
 
+async def test_the_vellum_sdk_snippet(settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with executor_runtime(settings, store, {"local": LocalProvider(5)}, with_consumer=True) as running:
+        monkeypatch.setenv("SPANLINE_URL", running.base_url)
+        monkeypatch.setenv("SPANLINE_API_KEY", running.key)
+        namespace = await asyncio.to_thread(run_snippet, python_block("Use the Vellum SDK"))
+        assert namespace["status"].status == "FULFILLED" and set(namespace["status"].outputs) == {"summary"}
+        assert len(namespace["detail"].spans) == 3  # whole at once: the workflow and its two nodes
+        assert namespace["states"][0] == "INITIATED" and namespace["states"][-1] == "FULFILLED"
+        detail = (await running.client.get(f"/v1/workflow-executions/{namespace['execution_id']}/detail")).json()
+        assert detail["external_id"] == "ticket-42" and detail["metadata"] == {"user": "u-7"}
+        assert [(a["output_key"], a["quality"]) for a in detail["actuals"]] == [("summary", 0.9)]
+
+
 async def test_the_vellum_emitter_snippet(runtime: IntakeRuntime) -> None:
-    namespace = await asyncio.to_thread(run_snippet, python_block("Use the Vellum SDK"))
+    namespace = await asyncio.to_thread(run_snippet, python_block("Use the Vellum SDK", 1))
     detail = await stored_detail(runtime, namespace["execution_id"], 2)  # the workflow and its node
     assert detail["outputs"] == [
         {"id": detail["outputs"][0]["id"], "name": "greeting", "type": "STRING", "value": "hello spanline"}

@@ -56,6 +56,9 @@ def expected_run(execution: Execution) -> dict[str, Any]:
         "elapsed_time": int((end - start).total_seconds()) if end else None,
         "error": terminal["body"]["error"]["message"] if terminal and "error" in terminal["body"] else None,
         "outputs": terminal["body"].get("outputs") if terminal else None,
+        "external_id": None,  # events alone carry no label or actuals
+        "metadata": None,
+        "actuals": [],
         "inputs": root[0]["body"]["inputs"],
     }
 

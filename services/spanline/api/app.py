@@ -16,7 +16,9 @@ from spanline.api.live import LiveHub
 from spanline.api.outages import install_outage_handlers
 from spanline.api.recent import RecentRequests
 from spanline.api.routes import (
+    actuals,
     execute,
+    execute_workflow_stream,
     executions,
     health,
     interactly,
@@ -99,6 +101,8 @@ def create_app(
         organization.router,
         workflows.router,
         execute.router,
+        execute_workflow_stream.router,
+        actuals.router,
         executions.router,
         skeleton.router,
         stream.router,

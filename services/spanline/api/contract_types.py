@@ -3,13 +3,15 @@ each contract type (in spanline.events), validated, serialized and documented (O
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, PlainSerializer
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
+from spanline.core.times import rfc3339
 from spanline.events.models import ExecutionError, UsageResult
 
 
@@ -55,3 +57,6 @@ def _inline(node: Any, definitions: dict[str, Any]) -> Any:
 # The contract types the API's responses carry.
 ExecutionErrorField = Annotated[ExecutionError, _StructSchema(ExecutionError)]
 UsageResultField = Annotated[UsageResult, _StructSchema(UsageResult)]
+
+# Every moment in a response: written by the one formatter, RFC 3339 UTC with `Z` (SPEC §4).
+UtcTimestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]

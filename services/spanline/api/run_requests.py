@@ -17,6 +17,7 @@ from spanline.bus.interface import ORG_HEADER, BusUnavailableError, OutgoingMess
 from spanline.events.execution_request import ExecutionRequest, encode_request
 from spanline.events.models import TERMINAL_WORKFLOW_EVENT_NAMES, event_name
 from spanline.events.workflow_definition import WorkflowDefinition
+from spanline.store.execution_labels import save_label
 from spanline.store.workflows import (
     StoredWorkflow,
     SubworkflowError,
@@ -60,6 +61,8 @@ async def request_execution(
         metadata=metadata,
         requested_at=datetime.now(UTC),
     )
+    # Stored before the request is published: the consumer's derivation of the run reads it.
+    await save_label(state.store, org, request.execution_id, external_id, metadata)
     message = OutgoingMessage(
         encode_request(request), key=str(request.execution_id).encode(), headers=((ORG_HEADER, org.encode()),)
     )

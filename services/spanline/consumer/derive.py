@@ -71,11 +71,15 @@ SELECT org, execution_id,
     if(countIf(is_root) > 0, argMaxIf(end_ts, version, is_root), NULL),
     argMaxIf(inputs, version, is_root), argMaxIf(outputs, version, is_root),
     argMaxIf(error, version, is_root), argMaxIf(error_code, version, is_root),
-    NULL,
+    any(label_external_id),
     toUInt32(count()), toUInt32(countIf(kind = 'node')), toUInt32(countIf(status = 'REJECTED')),
     sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
     toUInt32(sum(model_calls)), sum(cost_usd), now64(6)
-FROM (SELECT *, span_id = execution_id AS is_root FROM spans FINAL WHERE (org, execution_id) IN ({keys}))
+FROM (SELECT *, span_id = execution_id AS is_root FROM spans FINAL WHERE (org, execution_id) IN ({keys})) AS s
+LEFT JOIN (
+    SELECT org, execution_id, external_id AS label_external_id FROM execution_labels FINAL
+    WHERE (org, execution_id) IN ({keys})
+) AS l USING (org, execution_id)
 GROUP BY org, execution_id
 """
 

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     executor_max_queued_events: int = Field(default=10_000, ge=1, le=10_000_000)
     execute_timeout_s: float = Field(default=300.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    execute_stored_wait_s: float = Field(
+        default=10.0, ge=0, description="how long execute-workflow waits for the consumer to have stored the run"
+    )
     code_nodes: Literal["sandbox", "unsafe"] = Field(
         default="sandbox", description="sandbox = bubblewrap or refuse; unsafe = plain child process (trusted code)"
     )

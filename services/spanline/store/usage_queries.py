@@ -106,6 +106,11 @@ MEASURES: Final[Mapping[str, Measure]] = {
     "latency_p99": _quantile(3),
 }
 
+# Measures of the actuals submitted on runs, answered by store/actual_queries.py (by the actual's
+# timestamp), which can be broken down by workflow only.
+ACTUAL_MEASURES: Final = ("actuals", "quality_avg")
+ACTUAL_DIMENSIONS: Final = ("workflow_id", "workflow_name")
+
 # Bucket starts, in UTC; weeks start on Monday (ISO).
 GRANULARITIES: Final[Mapping[str, str]] = {
     "minute": "minute",
@@ -178,9 +183,14 @@ def parse_usage_query(
     unknown_dimensions = [name for name in dimensions if name not in DIMENSIONS]
     if unknown_dimensions:
         problems.append(f"unknown dimension(s): {', '.join(unknown_dimensions)} (known: {', '.join(DIMENSIONS)})")
-    unknown_measures = [name for name in measures if name not in MEASURES]
+    unknown_measures = [name for name in measures if name not in MEASURES and name not in ACTUAL_MEASURES]
     if unknown_measures:
-        problems.append(f"unknown measure(s): {', '.join(unknown_measures)} (known: {', '.join(MEASURES)})")
+        known = ", ".join([*MEASURES, *ACTUAL_MEASURES])
+        problems.append(f"unknown measure(s): {', '.join(unknown_measures)} (known: {known})")
+    if any(name in ACTUAL_MEASURES for name in measures):
+        unsplit = [name for name in [*dimensions, *(filters or {})] if name not in ACTUAL_DIMENSIONS]
+        if unsplit:
+            problems.append(f"actuals and quality_avg break down by workflow only, not by {', '.join(unsplit)}")
     if not measures:
         problems.append("measures: name at least one measure")
     unknown_filters = [name for name in filters or {} if name not in DIMENSIONS]

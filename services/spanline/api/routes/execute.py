@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -13,10 +12,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 from sse_starlette import EventSourceResponse
 
-from spanline.api.contract_types import ExecutionErrorField
+from spanline.api.contract_types import ExecutionErrorField, UtcTimestamp
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.live import LiveEvent
 from spanline.api.run_requests import follow, request_execution, workflow_or_404
+from spanline.api.stored_wait import wait_until_stored
 from spanline.api.vellum_values import VellumValue, vellum_values
 from spanline.events.models import (
     ExecutionError,
@@ -66,7 +66,7 @@ class ExecuteStreamRequest(BaseModel):
 class ExecutionData(BaseModel):
     id: str
     state: Literal["FULFILLED", "REJECTED"]
-    ts: datetime
+    ts: UtcTimestamp
     outputs: list[VellumValue] | None = None
     error: ExecutionErrorField | None = None  # message and code only
 
@@ -113,6 +113,8 @@ async def execute_workflow(body: ExecuteWorkflowRequest, org: OrgDep, state: App
             end = item
     if end is None or end.event.span_id != execution_id:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, f"execution {execution_id} did not end in time")
+    settings = state.settings
+    await wait_until_stored(state.offsets, settings.consumer_group, end.message, settings.execute_stored_wait_s)
     return ExecuteWorkflowResponse(
         execution_id=str(execution_id),
         run_id=str(execution_id),

@@ -13,11 +13,14 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 
-from spanline.api.contract_types import UsageResultField
+from spanline.api.contract_types import UsageResultField, UtcTimestamp
 from spanline.api.deps import AppStateDep, OrgDep
+from spanline.api.routes.actuals import ActualView, actual_view
 from spanline.api.vellum_values import VellumValue, vellum_values
+from spanline.core.times import rfc3339_text
 from spanline.events.models import Cost, ModelUsage, ModelUsageCounts, UsageResult
 from spanline.store import execution_reads as reads
+from spanline.store.execution_labels import Actual, Label, get_actuals, get_label
 from spanline.store.model_usage import ModelUsageRow, usage_by_model
 
 router = APIRouter(prefix="/v1", tags=["executions"])
@@ -29,8 +32,8 @@ class Span(BaseModel):
     name: Literal["workflow.execution", "node.execution"]
     span_id: str
     parent_span_id: str | None
-    start_ts: datetime
-    end_ts: datetime
+    start_ts: UtcTimestamp
+    end_ts: UtcTimestamp
     attributes: dict[str, Any]
     events: list[dict[str, Any]]
     usage_result: dict[str, Any] | None
@@ -39,14 +42,18 @@ class Span(BaseModel):
 class ExecutionDetail(BaseModel):
     span_id: str
     parent_context: dict[str, Any] | None
-    start: datetime | None
-    end: datetime | None
+    start: UtcTimestamp | None
+    end: UtcTimestamp | None
     inputs: list[VellumValue]
     outputs: list[VellumValue]
     error: dict[str, Any] | None
     usage_results: list[UsageResultField] | None
     spans: list[Span]
     state: dict[str, Any] | None
+    # spanline fields (the SDK's WorkflowExecutionDetail keeps extra fields): what the caller attached
+    external_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    actuals: list[ActualView] = []
 
 
 class ExecutionStatus(BaseModel):
@@ -62,8 +69,8 @@ class ExecutionListItem(BaseModel):
     workflow_id: str
     workflow_name: str
     status: str
-    start: datetime | None
-    end: datetime | None
+    start: UtcTimestamp | None
+    end: UtcTimestamp | None
     external_id: str | None
     span_count: int
     input_tokens: int
@@ -82,6 +89,8 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 def _span(row: reads.SpanRow, events: list[str], workflow_id: UUID) -> Span:
     decoded = [json.loads(payload) for payload in events]
+    for event in decoded:  # as its emitter wrote it (`+00:00`, no fraction): in the API's one format
+        event["timestamp"] = rfc3339_text(event["timestamp"])
     terminal = next((e for e in reversed(decoded) if e["name"].endswith((".fulfilled", ".rejected"))), None)
     is_workflow = row.kind == "workflow"
     attributes: dict[str, Any] = (
@@ -151,10 +160,12 @@ async def execution_detail(
     """An execution with one page of its spans, ordered by (start_ts, span_id)."""
     store = state.store
     # The reads that need nothing from each other go together (the store runs queries on a thread pool).
-    header, start, usage = await asyncio.gather(
+    header, start, usage, label, actuals = await asyncio.gather(
         reads.execution(store, org, execution_id),
         reads.span_start(store, org, execution_id, prev_span_id) if prev_span_id is not None else _none(),
         usage_by_model(store, org, execution_id, with_cost_only_entries=True),
+        get_label(store, org, execution_id),
+        get_actuals(store, org, execution_id),
     )
     if header is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
@@ -171,7 +182,7 @@ async def execution_detail(
         wanted.append(execution_id)  # the root span's events give parent_context and state
     events = await reads.span_events(store, org, execution_id, wanted)
     # Decoding a page's events is CPU work in proportion to their size: off the loop the live streams share.
-    return await asyncio.to_thread(_detail, execution_id, header, usage, page, events)
+    return await asyncio.to_thread(_detail, execution_id, header, usage, page, events, label, actuals)
 
 
 def _detail(
@@ -180,6 +191,8 @@ def _detail(
     usage: list[ModelUsageRow],
     page: list[reads.SpanRow],
     events: dict[UUID, list[str]],
+    label: Label,
+    actuals: list[Actual],
 ) -> ExecutionDetail:
     root_events = [json.loads(payload) for payload in events.get(execution_id, [])]
     parent_context = next((e.get("parent") for e in root_events if e["name"].endswith(".initiated")), None)
@@ -195,6 +208,9 @@ def _detail(
         usage_results=_usage_results(usage),
         spans=[_span(row, events[row.span_id], header.workflow_id) for row in page],
         state=final_state,
+        external_id=label.external_id,
+        metadata=label.metadata,
+        actuals=[actual_view(actual) for actual in actuals],
     )
 
 

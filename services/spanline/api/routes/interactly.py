@@ -16,15 +16,18 @@ Choices where Interactly's page and SPEC are silent:
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
 from typing import Any, Final
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
+from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import OrgDep, StoreDep
+from spanline.api.routes.actuals import ActualView, actual_view
 from spanline.api.routes.interactly_document import input_output_pair, workflow_config_fully_hydrated
+from spanline.store.execution_labels import get_actuals
 from spanline.store.model_usage import ModelUsageRow, usage_by_model
 from spanline.store.run_records import get_run, last_event_time
 
@@ -82,8 +85,8 @@ class Comment(BaseModel):
     content: str
     createdBy: str  # Interactly's camelCase field names
     updatedBy: str
-    createdAt: datetime
-    updatedAt: datetime
+    createdAt: UtcTimestamp
+    updatedAt: UtcTimestamp
 
 
 class EvaluationRunInfo(BaseModel):
@@ -107,14 +110,15 @@ class WorkflowRun(BaseModel):
     source_workflow_run_id: str | None = None
     is_evaluation_run: bool = False
     evaluation_run_info: EvaluationRunInfo = Field(default_factory=EvaluationRunInfo)
+    actuals: list[ActualView] = Field(default_factory=list)  # spanline's: feedback submitted on the run
 
 
 class WorkflowRunDocument(BaseModel):
     team_id: str
     created_by: str | None = None
     updated_by: str | None = None
-    created_at: datetime | None
-    updated_at: datetime | None
+    created_at: UtcTimestamp | None
+    updated_at: UtcTimestamp | None
     id: str = Field(serialization_alias="_id")
     workflow_run: WorkflowRun
     debug_info: dict[str, Any] = Field(default_factory=dict)
@@ -184,7 +188,9 @@ async def workflow_run(workflow_run_id: str, org: OrgDep, store: StoreDep) -> Wo
     run = await get_run(store, org, execution_id)
     if run is None:
         raise HTTPException(404, f"workflow run {workflow_run_id!r} not found")
-    usage = await usage_by_model(store, org, execution_id)
+    usage, actuals = await asyncio.gather(
+        usage_by_model(store, org, execution_id), get_actuals(store, org, execution_id)
+    )
     run_id, workflow_id = str(run.execution_id), str(run.workflow_id)
     inner = WorkflowRun(
         logical_id=run_id,
@@ -200,6 +206,7 @@ async def workflow_run(workflow_run_id: str, org: OrgDep, store: StoreDep) -> Wo
         llm_latency_stats=latency_stats(usage),
         workflow_config_fully_hydrated=workflow_config_fully_hydrated(workflow_id, run.workflow_name),
         workflow_run_id=run_id,
+        actuals=[actual_view(actual) for actual in actuals],
     )
     return WorkflowRunResponse(
         workflow_run=WorkflowRunDocument(

@@ -20,6 +20,7 @@ Choices where Arcee's pages and SPEC are silent:
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
@@ -27,7 +28,10 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import OrgDep, StoreDep
+from spanline.api.routes.actuals import ActualView, actual_view
+from spanline.store.execution_labels import get_actuals_of, get_labels
 from spanline.store.run_records import (
     RunRecord,
     StepRecord,
@@ -57,12 +61,16 @@ _NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
 class ArceeRun(BaseModel):
     id: str
     status: str
-    start_time: datetime | None
-    end_time: datetime | None
+    start_time: UtcTimestamp | None
+    end_time: UtcTimestamp | None
     elapsed_time: int | None
     error: str | None
     outputs: Any
     inputs: Any
+    # spanline fields: what the caller attached at execution and afterwards
+    external_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    actuals: list[ActualView] = []
 
 
 class ArceeStep(BaseModel):
@@ -71,8 +79,8 @@ class ArceeStep(BaseModel):
     organization_id: str
     node_id: str
     status: str
-    start_time: datetime
-    end_time: datetime | None
+    start_time: UtcTimestamp
+    end_time: UtcTimestamp | None
     elapsed_time: int | None
     error: str | None
     outputs: Any
@@ -137,6 +145,20 @@ def _step(step: StepRecord, org: str) -> ArceeStep:
     )
 
 
+async def _with_labels(store: Store, org: str, runs: list[RunRecord]) -> list[ArceeRun]:
+    """The runs with what their callers attached (external_id, metadata, actuals): two reads per page."""
+    ids = [run.execution_id for run in runs]
+    labels, actuals = await asyncio.gather(get_labels(store, org, ids), get_actuals_of(store, org, ids))
+    shown = []
+    for run in runs:
+        label = labels.get(run.execution_id)
+        view = _run(run)
+        view.external_id, view.metadata = (label.external_id, label.metadata) if label else (None, None)
+        view.actuals = [actual_view(actual) for actual in actuals.get(run.execution_id, [])]
+        shown.append(view)
+    return shown
+
+
 async def _workflow_id(store: Store, org: str, id_or_name: str) -> UUID:
     try:
         return await resolve_workflow_id(store, org, id_or_name)
@@ -166,12 +188,13 @@ async def workflow_runs(
 ) -> list[ArceeRun]:
     """The workflow's execution history, most recent first."""
     resolved = await _workflow_id(store, org, workflow_id)
-    return [_run(run) for run in await list_runs(store, org, resolved, limit=limit, offset=offset)]
+    return await _with_labels(store, org, await list_runs(store, org, resolved, limit=limit, offset=offset))
 
 
 @router.get("/workflows/{workflow_id}/runs/{run_id}", response_model=ArceeRun, responses=_NOT_FOUND)
 async def workflow_run(workflow_id: str, run_id: str, org: OrgDep, store: StoreDep) -> ArceeRun:
-    return _run(await _run_of_workflow(store, org, workflow_id, run_id))
+    [run] = await _with_labels(store, org, [await _run_of_workflow(store, org, workflow_id, run_id)])
+    return run
 
 
 @router.get("/workflows/{workflow_id}/runs/{run_id}/steps", response_model=list[ArceeStep], responses=_NOT_FOUND)

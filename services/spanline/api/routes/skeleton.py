@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
 
 from spanline.api.deps import AppStateDep, OrgDep
+from spanline.core.times import rfc3339
 from spanline.store import execution_reads as reads
 from spanline.store.model_usage import ModelUsageRow, usage_by_model
 from spanline.store.span_skeleton import COLUMNS, skeleton_origin, skeleton_rows
@@ -27,7 +28,7 @@ GZIP_MIN_BYTES = 4096
 
 
 def _rfc3339(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if value is None else rfc3339(value)
 
 
 def skeleton_header(

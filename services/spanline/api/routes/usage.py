@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from spanline.api.deps import OrgDep, StoreDep
-from spanline.store.usage_queries import UsageQueryError, parse_usage_query, run_usage_query
+from spanline.store.actual_queries import run_query
+from spanline.store.usage_queries import UsageQueryError, parse_usage_query
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
 
@@ -47,6 +48,9 @@ async def query_usage(body: UsageQueryRequest, org: OrgDep, store: StoreDep) -> 
     - measures: input_tokens, output_tokens, total_tokens (input + output), cache_read_tokens,
       cache_write_tokens, cost_usd, calls, failed_calls, executions (distinct runs), latency_avg,
       latency_p50, latency_p95, latency_p99 (milliseconds of `compute_nanos`; null when there are no calls).
+      `actuals` (outputs given an actual with `submit-workflow-execution-actuals`) and `quality_avg` (the
+      mean of their quality, null without one) count actuals by their timestamp and break down by
+      workflow_id / workflow_name only.
       latency_p50/p95/p99 are approximations within 2 % relative error of the exact nearest-rank quantile
       (the latency of the call at rank ceil(q * n)), read from log-bucket histograms; latency_avg is exact.
     - time: calls are counted per minute (of their terminal node event); a minute counts when its start is
@@ -74,5 +78,5 @@ async def query_usage(body: UsageQueryRequest, org: OrgDep, store: StoreDep) -> 
         )
     except UsageQueryError as exc:
         raise HTTPException(422, str(exc)) from exc
-    result = await run_usage_query(store, org, query)
+    result = await run_query(store, org, query)
     return UsageQueryResponse(rows=result.rows, truncated=result.truncated)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel
 
+from spanline.api.contract_types import UtcTimestamp
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.run_requests import request_execution, workflow_or_404
 from spanline.api.workflow_graph import WorkflowEdge, workflow_edges
@@ -28,8 +28,8 @@ class WorkflowSummary(BaseModel):
     name: str
     description: str
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcTimestamp
+    updated_at: UtcTimestamp
 
 
 class StoredWorkflowResponse(WorkflowSummary):
@@ -38,7 +38,7 @@ class StoredWorkflowResponse(WorkflowSummary):
 
 class WorkflowVersionSummary(BaseModel):
     version: int
-    created_at: datetime
+    created_at: UtcTimestamp
 
 
 class WorkflowDetail(StoredWorkflowResponse):
