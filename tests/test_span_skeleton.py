@@ -120,3 +120,23 @@ async def test_a_workflow_answers_its_definition_graph_and_versions(settings: Se
         assert workflow["versions"] == [{"version": 1, "created_at": workflow["updated_at"]}]
         hidden = await client.get(f"/api/v1/workflow/workflows/{research['workflow_id']}", headers={"X-API-KEY": other})
         assert hidden.status_code == 404
+
+
+async def test_list_times_outside_the_store_range_are_clamped_not_errors(settings: Settings, store: Store) -> None:
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    executions = generate_executions(random.Random(12), 5, orgs=["acme"], start=start, days=1)
+    await ingest(store, executions)
+    key = (await create_api_key(store, "acme")).key
+    async with api_client(settings, store) as client:
+        # Found by schemathesis: year 999 reached ClickHouse as a DateTime64 it cannot parse (500).
+        every = await client.get(
+            "/v1/workflow-executions",
+            params={"started_from": "0999-01-01T00:00:00", "started_to": "9999-12-31T23:59:59-05:00", "limit": 100},
+            headers={"X-API-KEY": key},
+        )
+        assert every.status_code == 200, every.text
+        assert {run["execution_id"] for run in every.json()["results"]} == {e.execution_id for e in executions}
+        after_all = await client.get(
+            "/v1/workflow-executions", params={"started_from": "0001-01-01T00:00:00+05:00"}, headers={"X-API-KEY": key}
+        )
+        assert after_all.status_code == 200, after_all.text

@@ -244,8 +244,22 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise HTTPException(422, "cursor is not one this API gave out") from exc
 
 
+# What DateTime64(6, 'UTC') holds: a filter or cursor time outside it is clamped (before 1900 = from the start,
+# after 2299 = to the end), never sent to ClickHouse as a value it cannot parse.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2299, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+
+
 def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted past datetime's own range
+        return _EARLIEST if moment.year < 1900 else _LATEST
+    return min(max(moment, _EARLIEST), _LATEST)
 
 
 @router.get("/workflow-executions", response_model=ExecutionList)
@@ -264,6 +278,8 @@ async def list_executions(
 ) -> ExecutionList:
     """The organization's executions, newest first, a keyset page at a time; naive times are UTC."""
     before = _decode_cursor(cursor) if cursor else None
+    if before is not None:
+        before = (_utc(before[0]) or _LATEST, before[1])
     rows = await reads.list_executions(
         state.store,
         org,
