@@ -147,8 +147,15 @@ async def test_another_organizations_run_shows_nothing_of_it(runtime: Runtime, u
     page = ui_page
     execution_id = await store_run(runtime.store, "research-nested", "acme")
     other = (await create_api_key(runtime.store, "globex")).key
-    await sign_in(page, runtime.base_url, other, f"/ui/executions/{execution_id}")
-    await expect(page.locator("h1")).to_have_text("Run not found")
+    # Another organization's id looks exactly like an id nobody has used: the page waits for a run to start.
+    await sign_in(page, runtime.base_url, other, f"/ui/executions/{uuid.uuid4()}")
+    await expect(page.locator("h1")).to_have_text("Waiting for the run to start…")
+    unknown_header = await page.locator("main").inner_text()
+    await page.goto(runtime.base_url + f"/ui/executions/{execution_id}")
+    await expect(page.locator("h1")).to_have_text("Waiting for the run to start…")
+    assert (await page.locator("main").inner_text()).replace(str(execution_id), "ID") == re.sub(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "ID", unknown_header
+    )
     await expect(page.locator("[data-span-id]")).to_have_count(0)
     text = await page.locator("body").inner_text()
     for secret in ("ResearchWorkflow", "Plan", "why keys?"):

@@ -309,8 +309,8 @@ export function runPage(main, [executionId], { signal }) {
       if (selectedId && model.byId.has(selectedId)) view.select(selectedId, { reveal: true });
       if (!TERMINAL.has(skeleton.status)) followLive();
     } else {
-      // Not stored (yet): the events stream waits for a run that has not started, and is a 404 for
-      // another organization's.
+      // Not stored (yet): the events stream waits for a run that has not started; another
+      // organization's id is indistinguishable from that (docs/read_api.md, Tenancy).
       view?.destroy();
       view = null;
       model = new SpanModel(executionId);
