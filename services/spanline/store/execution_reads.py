@@ -27,7 +27,7 @@ WHERE org = {org:String} AND execution_id = {execution:UUID}
 # The cursor's start by primary key: in span_order, keyed by start first, finding a span id read every
 # row before it (the deeper the page, the more).
 _CURSOR = """
-SELECT start_ts FROM spans FINAL
+SELECT start_ts FROM spans
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {span:UUID}
 LIMIT 1
 """
@@ -44,7 +44,7 @@ _AFTER = "AND (start_ts, span_id) > ({cursor_ts:DateTime64(6, 'UTC')}, toString(
 # ... then their latest state, by primary key.
 _PAGE_SPANS = """
 SELECT span_id, parent_span_id, kind, definition_id, definition_name, status, start_ts, end_ts
-FROM spans FINAL
+FROM spans
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
 """
 
