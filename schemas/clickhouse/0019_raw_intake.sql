@@ -87,17 +87,14 @@ CREATE TABLE span_state (
     has_event SimpleAggregateFunction(max, UInt8),
     parent_span_id SimpleAggregateFunction(max, Nullable(UUID)),
     kind SimpleAggregateFunction(max, String),
-    definition_id AggregateFunction(argMin, UUID, UUID),
-    definition_name AggregateFunction(argMin, String, UUID),
-    definition_module AggregateFunction(argMin, Array(String), UUID),
+    definition AggregateFunction(argMin, Tuple(UUID, String, Array(String)), UUID),  -- id, name, module
     status AggregateFunction(argMax, String, Tuple(UInt8, DateTime64(6, 'UTC'), UInt8, UUID)),
     initiated_ts SimpleAggregateFunction(min, Nullable(DateTime64(6, 'UTC'))),
     first_ts SimpleAggregateFunction(min, Nullable(DateTime64(6, 'UTC'))),
     end_ts SimpleAggregateFunction(max, Nullable(DateTime64(6, 'UTC'))),
     inputs AggregateFunction(argMinIf, String, Tuple(DateTime64(6, 'UTC'), UUID), UInt8),
     outputs AggregateFunction(argMaxIf, String, Tuple(DateTime64(6, 'UTC'), UUID), UInt8),
-    error AggregateFunction(argMaxIf, String, Tuple(DateTime64(6, 'UTC'), UUID), UInt8),
-    error_code AggregateFunction(argMaxIf, String, Tuple(DateTime64(6, 'UTC'), UUID), UInt8),
+    failure AggregateFunction(argMaxIf, Tuple(String, String), Tuple(DateTime64(6, 'UTC'), UUID), UInt8),  -- error, code
     event_ids AggregateFunction(uniqExact, UUID),
     -- (event_id, call_index, input, output, cache read, cache write tokens, is a model call, cost)
     calls AggregateFunction(groupUniqArray,
@@ -111,9 +108,7 @@ SELECT org, execution_id, span_id,
     toUInt8(1) AS has_event,
     max(e_parent_span_id) AS parent_span_id,
     max(e_kind) AS kind,
-    argMinState(e_definition_id, event_id) AS definition_id,
-    argMinState(e_definition_name, event_id) AS definition_name,
-    argMinState(e_definition_module, event_id) AS definition_module,
+    argMinState((e_definition_id, e_definition_name, e_definition_module), event_id) AS definition,
     argMaxState(e_status, (toUInt8(e_status IN ('FULFILLED', 'REJECTED')), timestamp, e_status_rank, event_id))
         AS status,
     CAST(if(countIf(e_status = 'INITIATED') > 0, minIf(timestamp, e_status = 'INITIATED'), NULL)
@@ -123,8 +118,7 @@ SELECT org, execution_id, span_id,
         maxIf(timestamp, e_status IN ('FULFILLED', 'REJECTED')), NULL) AS Nullable(DateTime64(6, 'UTC'))) AS end_ts,
     argMinIfState(e_inputs, (timestamp, event_id), toUInt8(e_status = 'INITIATED')) AS inputs,
     argMaxIfState(e_outputs, (timestamp, event_id), toUInt8(e_status = 'FULFILLED')) AS outputs,
-    argMaxIfState(e_error, (timestamp, event_id), toUInt8(e_status = 'REJECTED')) AS error,
-    argMaxIfState(e_error_code, (timestamp, event_id), toUInt8(e_status = 'REJECTED')) AS error_code,
+    argMaxIfState((e_error, e_error_code), (timestamp, event_id), toUInt8(e_status = 'REJECTED')) AS failure,
     uniqExactState(event_id) AS event_ids
 FROM (
     SELECT org, execution_id, span_id, event_id, timestamp, parent_span_id AS e_parent_span_id, kind AS e_kind,
@@ -150,16 +144,13 @@ SELECT kafka_partition, org, toStartOfMinute(timestamp) AS minute, event_id, cal
 FROM usage;
 
 -- Carry the existing spans over: their events' states, then their calls.
-INSERT INTO span_state (org, execution_id, span_id, has_event, parent_span_id, kind, definition_id,
-    definition_name, definition_module, status, initiated_ts, first_ts, end_ts, inputs, outputs, error,
-    error_code, event_ids)
+INSERT INTO span_state (org, execution_id, span_id, has_event, parent_span_id, kind, definition, status,
+    initiated_ts, first_ts, end_ts, inputs, outputs, failure, event_ids)
 SELECT org, execution_id, span_id,
     toUInt8(1) AS has_event,
     max(e_parent_span_id) AS parent_span_id,
     max(e_kind) AS kind,
-    argMinState(e_definition_id, event_id) AS definition_id,
-    argMinState(e_definition_name, event_id) AS definition_name,
-    argMinState(e_definition_module, event_id) AS definition_module,
+    argMinState((e_definition_id, e_definition_name, e_definition_module), event_id) AS definition,
     argMaxState(e_status, (toUInt8(e_status IN ('FULFILLED', 'REJECTED')), timestamp, e_status_rank, event_id))
         AS status,
     CAST(if(countIf(e_status = 'INITIATED') > 0, minIf(timestamp, e_status = 'INITIATED'), NULL)
@@ -169,8 +160,7 @@ SELECT org, execution_id, span_id,
         maxIf(timestamp, e_status IN ('FULFILLED', 'REJECTED')), NULL) AS Nullable(DateTime64(6, 'UTC'))) AS end_ts,
     argMinIfState(e_inputs, (timestamp, event_id), toUInt8(e_status = 'INITIATED')) AS inputs,
     argMaxIfState(e_outputs, (timestamp, event_id), toUInt8(e_status = 'FULFILLED')) AS outputs,
-    argMaxIfState(e_error, (timestamp, event_id), toUInt8(e_status = 'REJECTED')) AS error,
-    argMaxIfState(e_error_code, (timestamp, event_id), toUInt8(e_status = 'REJECTED')) AS error_code,
+    argMaxIfState((e_error, e_error_code), (timestamp, event_id), toUInt8(e_status = 'REJECTED')) AS failure,
     uniqExactState(event_id) AS event_ids
 FROM (
     SELECT org, execution_id, span_id, event_id, timestamp, parent_span_id AS e_parent_span_id, kind AS e_kind,
@@ -194,9 +184,9 @@ DROP TABLE spans;
 -- that differ (a re-posted event), the smallest tuple counts.
 CREATE VIEW spans AS
 SELECT org, execution_id, span_id, m_parent_span_id AS parent_span_id, m_kind AS kind,
-    m_definition_id AS definition_id, m_definition_name AS definition_name,
-    m_definition_module AS definition_module, m_status AS status, m_start_ts AS start_ts, m_end_ts AS end_ts,
-    m_inputs AS inputs, m_outputs AS outputs, m_error AS error, m_error_code AS error_code,
+    m_definition.1 AS definition_id, m_definition.2 AS definition_name, m_definition.3 AS definition_module,
+    m_status AS status, m_start_ts AS start_ts, m_end_ts AS end_ts,
+    m_inputs AS inputs, m_outputs AS outputs, m_failure.1 AS error, m_failure.2 AS error_code,
     m_event_count AS event_count,
     arraySum(c -> c.3, calls_once) AS input_tokens,
     arraySum(c -> c.4, calls_once) AS output_tokens,
@@ -208,16 +198,13 @@ FROM (
     SELECT org, execution_id, span_id,
         max(parent_span_id) AS m_parent_span_id,
         max(kind) AS m_kind,
-        argMinMerge(definition_id) AS m_definition_id,
-        argMinMerge(definition_name) AS m_definition_name,
-        argMinMerge(definition_module) AS m_definition_module,
+        argMinMerge(definition) AS m_definition,
         argMaxMerge(status) AS m_status,
         assumeNotNull(ifNull(min(initiated_ts), min(first_ts))) AS m_start_ts,
         max(end_ts) AS m_end_ts,
         argMinIfMerge(inputs) AS m_inputs,
         argMaxIfMerge(outputs) AS m_outputs,
-        argMaxIfMerge(error) AS m_error,
-        argMaxIfMerge(error_code) AS m_error_code,
+        argMaxIfMerge(failure) AS m_failure,
         toUInt32(uniqExactMerge(event_ids)) AS m_event_count,
         arraySort(groupUniqArrayMerge(calls)) AS calls_sorted,
         arrayFilter((c, i) -> i = 1 OR (c.1, c.2) != (calls_sorted[i - 1].1, calls_sorted[i - 1].2),

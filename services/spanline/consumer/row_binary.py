@@ -8,8 +8,10 @@ Array a LEB128 count then the elements.
 
 from __future__ import annotations
 
+import decimal
 import struct
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Final
 from uuid import UUID
 
@@ -17,6 +19,12 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64: Final = struct.Struct("<q")
 _UINT32: Final = struct.Struct("<I")
 _UINT64: Final = struct.Struct("<Q")
+_UINT16: Final = struct.Struct("<H")
+_UUID: Final = struct.Struct("<QQ")
+_LOW_64: Final = (1 << 64) - 1
+# Decimal(38, 12) is an Int128 of the value times 10^12, truncated toward zero as clickhouse-connect does.
+_DECIMAL_SCALE: Final = Decimal(10**12)
+_DECIMAL_CONTEXT: Final = decimal.Context(prec=38)
 _SHORT_LENGTHS: Final = tuple(bytes([n]) for n in range(128))
 NULL: Final = b"\x01"
 NOT_NULL: Final = b"\x00"
@@ -42,8 +50,8 @@ def text(value: str) -> bytes:
 
 
 def uuid(value: UUID) -> bytes:
-    raw = value.bytes
-    return raw[7::-1] + raw[15:7:-1]
+    number = value.int
+    return _UUID.pack(number >> 64, number & _LOW_64)
 
 
 def nullable_uuid(value: UUID | None) -> bytes:
@@ -60,6 +68,10 @@ def uint8(value: int) -> bytes:
     return _SHORT_LENGTHS[value] if value < 128 else bytes([value])
 
 
+def uint16(value: int) -> bytes:
+    return _UINT16.pack(value)
+
+
 def uint32(value: int) -> bytes:
     return _UINT32.pack(value)
 
@@ -70,3 +82,8 @@ def uint64(value: int) -> bytes:
 
 def string_array(values: list[str]) -> bytes:
     return varint(len(values)) + b"".join(text(value) for value in values)
+
+
+def decimal128_12(value: Decimal) -> bytes:
+    scaled = int(_DECIMAL_CONTEXT.multiply(value, _DECIMAL_SCALE))
+    return scaled.to_bytes(16, "little", signed=True)

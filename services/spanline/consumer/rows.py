@@ -13,7 +13,8 @@ from uuid import UUID
 import msgspec
 
 from spanline.consumer import row_binary as rb
-from spanline.consumer.decode import AcceptedEvent
+from spanline.consumer.decode import AcceptedEvent, RejectedMessage
+from spanline.consumer.write_errors import SERIALISATION_ERRORS, describe
 from spanline.events.lineage import parent_span_id
 from spanline.events.models import (
     WORKFLOW_EVENT_TYPES,
@@ -61,74 +62,89 @@ class BatchRows:
     """One batch: its events as RowBinary rows of `event_intake` (ClickHouse derives the rest from them),
     its model calls as `usage` rows, and the keys whose totals must be re-derived after the write."""
 
-    intake: list[bytes] = field(default_factory=list)
-    usage: list[Row] = field(default_factory=list)
+    intake: list[bytes] = field(default_factory=list)  # one RowBinary row per event
+    usage: list[bytes] = field(default_factory=list)  # one RowBinary row per model call
     span_executions: set[ExecutionKey] = field(default_factory=set)  # runs with a span event in the batch
     buckets: set[BucketKey] = field(default_factory=set)
+    refused: list[RejectedMessage] = field(default_factory=list)  # events no row can be built for
 
     @property
     def row_count(self) -> int:
         return len(self.intake) + len(self.usage)
 
-    def intake_block(self) -> bytes:
-        return b"".join(self.intake)
-
 
 def build_rows(accepted: Iterable[AcceptedEvent]) -> BatchRows:
+    """Every event's rows, or (a value that cannot be serialised: `storable` should have refused it first)
+    none of them and the event in `refused`, for the DLQ."""
     rows = BatchRows()
     for item in accepted:
-        _add_event(rows, item)
+        try:
+            _add_event(rows, item)
+        except SERIALISATION_ERRORS as exc:
+            rows.refused.append(RejectedMessage(item.message, "write_refused", describe(exc)))
     return rows
 
 
-_NO_SPAN_STATE: Final = rb.text("") + rb.uuid(UUID(int=0)) + rb.text("") + rb.varint(0) + rb.text("") + rb.uint8(0)
+_NO_SPAN_STATE: Final = b"".join(
+    (rb.text(""), rb.uuid(UUID(int=0)), rb.text(""), rb.varint(0), rb.text(""), rb.uint8(0), rb.string(b"") * 4)
+)
+_KINDS: Final = {True: rb.text("workflow"), False: rb.text("node")}
+_STATUSES: Final = {status: rb.text(status) + rb.uint8(rank) for status, rank in _STATUS_BY_SUFFIX.values()}
 _EMPTY: Final = rb.string(b"")
 
 
 def _add_event(rows: BatchRows, item: AcceptedEvent) -> None:
     event, org, execution_id = item.event, item.org, item.execution_id
     name = event_name(event)
-    envelope = (
-        rb.text(org) + rb.uuid(execution_id) + rb.uuid(event.id) + rb.uuid(event.span_id)
-        + rb.nullable_uuid(parent_span_id(event)) + rb.uuid(event.trace_id) + rb.text(name)
-        + rb.datetime64_us(event.timestamp) + rb.uint32(item.partition) + rb.uint64(item.offset)
-        + rb.string(item.payload)
-    )  # fmt: skip
-    status, rank = _STATUS_BY_SUFFIX.get(name.rsplit(".", 1)[-1], ("", 0))
+    parts = [
+        rb.text(org), rb.uuid(execution_id), rb.uuid(event.id), rb.uuid(event.span_id),
+        rb.nullable_uuid(parent_span_id(event)), rb.uuid(event.trace_id), rb.text(name),
+        rb.datetime64_us(event.timestamp), rb.uint32(item.partition), rb.uint64(item.offset),
+        rb.string(item.payload),
+    ]  # fmt: skip
+    status, _ = _STATUS_BY_SUFFIX.get(name.rsplit(".", 1)[-1], ("", 0))
     if not status:  # logs and snapshots change no span state; they stay in the raw events
-        rows.intake.append(envelope + _NO_SPAN_STATE + _EMPTY * 4)
+        parts.append(_NO_SPAN_STATE)
+        rows.intake.append(b"".join(parts))
         return
+    # Built whole before anything is added, so an event that cannot be serialised leaves no row behind.
     body: Any = event.body
     is_workflow = isinstance(event, WORKFLOW_EVENT_TYPES)
     definition: CodeResourceDefinition = body.workflow_definition if is_workflow else body.node_definition
     error = body.error if status == "REJECTED" else None
-    rows.intake.append(
-        envelope + rb.text("workflow" if is_workflow else "node") + rb.uuid(definition.id)
-        + rb.text(definition.name) + rb.string_array(definition.module) + rb.text(status) + rb.uint8(rank)
-        + rb.string(_json.encode(body.inputs) if status == "INITIATED" else b"")
-        + rb.string(_json.encode(body.outputs) if status == "FULFILLED" else b"")
-        + rb.string(_json.encode(error) if error is not None else b"")
-        + rb.text(error.code if error is not None else "")
+    parts += (
+        _KINDS[is_workflow], rb.uuid(definition.id), rb.text(definition.name), rb.string_array(definition.module),
+        _STATUSES[status],
+        rb.string(_json.encode(body.inputs)) if status == "INITIATED" else _EMPTY,
+        rb.string(_json.encode(body.outputs)) if status == "FULFILLED" else _EMPTY,
+        rb.string(_json.encode(error)) if error is not None else _EMPTY,
+        rb.text(error.code) if error is not None else _EMPTY,
     )  # fmt: skip
-    rows.span_executions.add((org, execution_id))
+    usage: list[bytes] = []
     if isinstance(event, NodeExecutionFulfilledEvent | NodeExecutionRejectedEvent) and event.body.usage_result:
-        _add_usage(rows, item, event.body.usage_result, definition, status)
+        usage = _usage_rows(item, event.body.usage_result, definition, status)
+        rows.buckets.add((item.partition, org, event.timestamp.replace(second=0, microsecond=0)))
+    rows.intake.append(b"".join(parts))
+    rows.usage += usage
+    rows.span_executions.add((org, execution_id))
 
 
-def _add_usage(
-    rows: BatchRows, item: AcceptedEvent, result: UsageResult, node: CodeResourceDefinition, status: str
-) -> None:
+def _usage_rows(item: AcceptedEvent, result: UsageResult, node: CodeResourceDefinition, status: str) -> list[bytes]:
     event, org, execution_id = item.event, item.org, item.execution_id
     workflow = _root_workflow(event)
-    workflow_id = workflow.id if workflow else UUID(int=0)
-    workflow_name = workflow.name if workflow else ""
-    minute = event.timestamp.replace(second=0, microsecond=0)
-    for index, (model, provider, counts, cost) in enumerate(_calls(result)):
-        rows.usage.append(
-            (org, execution_id, event.span_id, event.id, index, item.partition, event.timestamp, workflow_id,
-             workflow_name, node.id, node.name, status, model, provider, *counts, cost)
-        )  # fmt: skip
-    rows.buckets.add((item.partition, org, minute))
+    shared = b"".join((rb.text(org), rb.uuid(execution_id), rb.uuid(event.span_id), rb.uuid(event.id)))
+    call_context = b"".join((
+        rb.uint32(item.partition), rb.datetime64_us(event.timestamp),
+        rb.uuid(workflow.id if workflow else UUID(int=0)), rb.text(workflow.name if workflow else ""),
+        rb.uuid(node.id), rb.text(node.name), rb.text(status),
+    ))  # fmt: skip
+    return [
+        b"".join((
+            shared, rb.uint16(index), call_context, rb.text(model), rb.text(provider),
+            *(rb.uint64(count) for count in counts), rb.decimal128_12(cost),
+        ))
+        for index, (model, provider, counts, cost) in enumerate(_calls(result))
+    ]  # fmt: skip
 
 
 def _calls(result: UsageResult) -> list[tuple[str, str, tuple[int, ...], Decimal]]:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from typing import Any, Final, Protocol, TypeVar
 
 from spanline.consumer import derive
-from spanline.consumer.rows import INTAKE_COLUMNS, USAGE_COLUMNS, BatchRows, BucketKey, ExecutionKey, Row
+from spanline.consumer.rows import INTAKE_COLUMNS, USAGE_COLUMNS, BatchRows, BucketKey, ExecutionKey
 from spanline.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,10 @@ class EventBatchWriter:
         """Two inserts; ClickHouse's materialized views derive the events, span states, page order and
         per-minute usage from them (schemas/clickhouse/0019_raw_intake.sql)."""
         async with self._timed("insert"):
-            await asyncio.gather(self._insert_intake(rows), self._insert("usage", rows.usage, USAGE_COLUMNS))
+            await asyncio.gather(
+                self._insert_raw("event_intake", rows.intake, INTAKE_COLUMNS),
+                self._insert_raw("usage", rows.usage, USAGE_COLUMNS),
+            )
 
     async def derive_totals(self, executions: Collection[ExecutionKey], buckets: Collection[BucketKey]) -> None:
         """Runs are summed from their spans, so call this after `write_events` of every batch it covers."""
@@ -81,21 +84,11 @@ class EventBatchWriter:
             if self._on_stage is not None:
                 self._on_stage(stage, time.perf_counter() - began)
 
-    async def _insert_intake(self, rows: BatchRows) -> None:
-        if not rows.intake:
-            return
-        block = rows.intake_block()
-        await self._store.run(
-            lambda client: client.raw_insert("event_intake", list(INTAKE_COLUMNS), block, fmt="RowBinary")
-        )
-
-    async def _insert(self, table: str, rows: list[Row], columns: Sequence[str]) -> None:
+    async def _insert_raw(self, table: str, rows: list[bytes], columns: Sequence[str]) -> None:
         if not rows:
             return
-        data = [list(column) for column in zip(*rows, strict=True)]
-        await self._store.run(
-            lambda client: client.insert(table, data, column_names=list(columns), column_oriented=True)
-        )
+        block = b"".join(rows)
+        await self._store.run(lambda client: client.raw_insert(table, list(columns), block, fmt="RowBinary"))
 
     async def _derive(self, template: str, keys: str) -> None:
         sql = template.replace("{keys}", keys)
