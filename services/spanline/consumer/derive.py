@@ -20,28 +20,40 @@ from spanline.consumer.rows import BucketKey, ExecutionKey
 # Key lists are long string literals (one line per touched span).
 QUERY_SETTINGS: Final[dict[str, Any]] = {"max_query_size": 256 * 1024 * 1024}
 
-# A run's own fields come from its root span (span_id = execution_id); until that span's first event
-# arrives the run shows as INITIATED with what its nodes reported.
+# A run's own fields come from its root span (span_id = execution_id, read by primary key); until that
+# span's first event arrives the run shows as INITIATED with what its nodes reported. The totals read only
+# the columns they need from every span of the run (the merged inputs and outputs of the root alone).
 EXECUTIONS_SQL: Final = """
 INSERT INTO executions
-SELECT org, execution_id,
-    anyIf(definition_id, is_root), anyIf(definition_name, is_root),
-    anyIf(definition_module, is_root),
-    if(countIf(is_root) > 0, anyIf(status, is_root), 'INITIATED'),
-    if(countIf(is_root) > 0, anyIf(start_ts, is_root), min(start_ts)),
-    if(countIf(is_root) > 0, anyIf(end_ts, is_root), NULL),
-    anyIf(inputs, is_root), anyIf(outputs, is_root),
-    anyIf(error, is_root), anyIf(error_code, is_root),
-    any(label_external_id),
-    toUInt32(count()), toUInt32(countIf(kind = 'node')), toUInt32(countIf(status = 'REJECTED')),
-    sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-    toUInt32(sum(model_calls)), sum(cost_usd), now64(6)
-FROM (SELECT *, span_id = execution_id AS is_root FROM spans WHERE (org, execution_id) IN ({keys})) AS s
+SELECT t.org, t.execution_id,
+    r.definition_id, r.definition_name, r.definition_module,
+    if(r.is_root, r.status, 'INITIATED'), if(r.is_root, r.start_ts, t.first_start_ts), if(r.is_root, r.end_ts, NULL),
+    r.inputs, r.outputs, r.error, r.error_code,
+    l.label_external_id,
+    t.span_count, t.node_span_count, t.failed_span_count,
+    t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.model_calls, t.cost_usd,
+    now64(6)
+FROM (
+    SELECT org, execution_id, min(start_ts) AS first_start_ts,
+        toUInt32(count()) AS span_count, toUInt32(countIf(kind = 'node')) AS node_span_count,
+        toUInt32(countIf(status = 'REJECTED')) AS failed_span_count,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+        toUInt32(sum(model_calls)) AS model_calls, sum(cost_usd) AS cost_usd
+    FROM spans WHERE (org, execution_id) IN ({keys})
+    GROUP BY org, execution_id
+) AS t
 LEFT JOIN (
-    SELECT org, execution_id, external_id AS label_external_id FROM execution_labels FINAL
+    SELECT org, execution_id, toUInt8(1) AS is_root, definition_id, definition_name, definition_module, status,
+        start_ts, end_ts, inputs, outputs, error, error_code
+    FROM spans WHERE (org, execution_id, span_id) IN (SELECT org, execution_id, execution_id FROM ({keys}))
+) AS r ON r.org = t.org AND r.execution_id = t.execution_id
+LEFT JOIN (
+    SELECT org, execution_id, any(external_id) AS label_external_id FROM execution_labels FINAL
     WHERE (org, execution_id) IN ({keys})
-) AS l USING (org, execution_id)
-GROUP BY org, execution_id
+    GROUP BY org, execution_id
+) AS l ON l.org = t.org AND l.execution_id = t.execution_id
+SETTINGS join_use_nulls = 0
 """
 
 # latency_hist: calls per log bucket of compute_nanos (store/latency_sketch.py, 2 % relative error).
