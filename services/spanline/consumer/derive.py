@@ -46,7 +46,7 @@ FROM (
 LEFT JOIN (
     SELECT org, execution_id, toUInt8(1) AS is_root, definition_id, definition_name, definition_module, status,
         start_ts, end_ts, inputs, outputs, error, error_code
-    FROM spans WHERE (org, execution_id, span_id) IN (SELECT org, execution_id, execution_id FROM ({keys}))
+    FROM spans WHERE (org, execution_id) IN ({keys}) AND span_id = execution_id
 ) AS r ON r.org = t.org AND r.execution_id = t.execution_id
 LEFT JOIN (
     SELECT org, execution_id, any(external_id) AS label_external_id FROM execution_labels FINAL
