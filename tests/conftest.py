@@ -17,6 +17,7 @@ from spanline.core.config import Settings
 from spanline.store.client import create_clickhouse_client
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
+from tests.big_execution import StoredExecution, store_big_execution
 from tests.kafka.broker import KafkaBroker
 from tests.openai_stub import StubServer
 
@@ -86,6 +87,14 @@ def fresh_database(base: str, prefix: str = "t") -> Iterator[str]:
 def clickhouse_dsn(clickhouse_base_dsn: str) -> Iterator[str]:
     with fresh_database(clickhouse_base_dsn) as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def big_execution_100k(clickhouse_base_dsn: str) -> Iterator[StoredExecution]:
+    """One 100,000-span execution in a database of its own, built once for the tests that page through it
+    (they read it; the page-cost test also merges its parts, which changes no row)."""
+    with fresh_database(clickhouse_base_dsn, "big") as dsn:
+        yield store_big_execution(dsn, PROJECT_ROOT / "schemas" / "clickhouse")
 
 
 @pytest.fixture
