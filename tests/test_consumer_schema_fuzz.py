@@ -29,7 +29,7 @@ from spanline.consumer.service import run_consumer
 from spanline.core.config import Settings
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
-from tests.conftest import PROJECT_ROOT, dsn_with_database
+from tests.conftest import PROJECT_ROOT, fresh_database
 from tests.schema_strategies import event_names, schema_events
 
 # At least 500 examples whatever the profile asks for (more under "nightly").
@@ -135,12 +135,13 @@ class LiveConsumer:
 
 @pytest.fixture(scope="module")
 def consumer(clickhouse_base_dsn: str) -> Iterator[LiveConsumer]:
-    store = Store(dsn_with_database(clickhouse_base_dsn, f"fuzz_{uuid.uuid4().hex[:10]}"), threads=4)
-    asyncio.run(store.run(lambda client: apply_migrations(client, PROJECT_ROOT / "schemas" / "clickhouse")))
-    live = LiveConsumer(store)
-    yield live
-    live.close()
-    store.close()
+    with fresh_database(clickhouse_base_dsn, "fuzz") as dsn:
+        store = Store(dsn, threads=4)
+        asyncio.run(store.run(lambda client: apply_migrations(client, PROJECT_ROOT / "schemas" / "clickhouse")))
+        live = LiveConsumer(store)
+        yield live
+        live.close()
+        store.close()
 
 
 def dead_letters(

@@ -27,7 +27,7 @@ from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 from spanline.store.usage_queries import build_usage_sql, parse_usage_query, shape_rows, whole_hours
 from tests.api_data import DEFAULT_ORG, Call, api_client, calls_of, generate_executions, messages_of
-from tests.conftest import PROJECT_ROOT, dsn_with_database
+from tests.conftest import PROJECT_ROOT, fresh_database
 from tests.consumer_events import Execution
 from tests.store_ingest import write_messages
 from tests.test_usage_query import answered, brute_force, groups_of
@@ -228,13 +228,14 @@ async def test_order_duplicates_and_batching_leave_the_same_sketches(clickhouse_
     messages = messages_of(executions)
     states = []
     for batches in ([messages], scrambled(rng, messages)):
-        store = Store(dsn_with_database(clickhouse_base_dsn, f"s_{rng.getrandbits(40):x}"), threads=2)
-        try:
-            await store.run(lambda client: apply_migrations(client, MIGRATIONS))
-            await write(store, batches)
-            states.append(await rollup_state(store))
-        finally:
-            store.close()
+        with fresh_database(clickhouse_base_dsn, "s") as dsn:
+            store = Store(dsn, threads=2)
+            try:
+                await store.run(lambda client: apply_migrations(client, MIGRATIONS))
+                await write(store, batches)
+                states.append(await rollup_state(store))
+            finally:
+                store.close()
     assert states[0]["rollup"] and states[0]["rollup_hour"]
     assert states[0] == states[1]
 
