@@ -177,6 +177,13 @@ def record_gc_pauses() -> dict[str, list[float]]:
     return pauses
 
 
+def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:
+    """The process's CPU seconds (user + system), and its main thread's: the event loop's."""
+    times = process.cpu_times()
+    loop = next((thread for thread in process.threads() if thread.id == process.pid), None)
+    return times.user + times.system, (loop.user_time + loop.system_time) if loop is not None else 0.0
+
+
 def monitor_and_finish(
     args: argparse.Namespace,
     facts: dict[str, Any],
@@ -191,12 +198,14 @@ def monitor_and_finish(
     me = psutil.Process()
     rss_start = me.memory_info().rss
     me.cpu_percent(None)
+    cpu_start, loop_cpu_start = _cpu_seconds(me)
     samples: list[tuple[float, float, int]] = []
     consumed: list[tuple[float, int]] = []
     while client.poll() is None:
         time.sleep(1.0)
         consumed.append((time.time(), consumer_metrics.events))
         samples.append((me.cpu_percent(None), me.memory_info().rss / 2**20, len(me.net_connections("tcp"))))
+    cpu_end, loop_cpu_end = _cpu_seconds(me)
     received = json.loads(out.read_text())
     if broker is None:
         while "emitted" not in shared:
@@ -242,6 +251,12 @@ def monitor_and_finish(
             "rss_mb_end": round(rss[-1], 1) if rss else None,
             "rss_mb_series": [round(value) for value in rss],
             "tcp_connections_max": max((sample[2] for sample in samples), default=0),
+            # CPU per delivered SSE message: steadier than the latencies on a machine shared with other work.
+            "cpu_seconds": round(cpu_end - cpu_start, 2),
+            "event_loop_thread_cpu_seconds": round(loop_cpu_end - loop_cpu_start, 2),
+            "event_loop_cpu_us_per_message": round(
+                (loop_cpu_end - loop_cpu_start) * 1e6 / max(1, received["events_received_total"]), 2
+            ),
         },
     }
     write_result(args.name, result)
