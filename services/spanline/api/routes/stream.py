@@ -17,7 +17,10 @@ it still buffers, and the stream remembers the ids of the last 10,000 events it 
 The stream yields pre-encoded bytes (sse-starlette passes bytes through untouched): live frames are the
 hub's, built once per event and shared by every subscriber, and everything queued when the stream wakes
 up is joined into one chunk (at most `CHUNK_FRAMES` events or about `CHUNK_BYTES`): one ASGI send and
-one socket write per wake-up, not per event. History goes out in chunks of the same size. When the client
+one socket write per wake-up, not per event. The hub queues each fetch's events as one `LiveBatch`
+shared by the execution's subscribers; when the joiner would send all of a batch (every type wanted, no
+copy, no terminal event, all past the last offset sent) it sends the batch's frames, joined once for all
+of them, without looking at each event. History goes out in chunks of the same size. When the client
 disconnects, its subscription is abandoned at once (queue dropped, stream ended).
 
 The store reads a new stream makes (its terminal, its history pages) go through the hub's
