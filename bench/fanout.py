@@ -35,9 +35,9 @@ from typing import Any
 import httpx
 import psutil
 
+from bench import event_loop
 from bench.common import machine, percentiles, write_result
 from bench.live import WORKFLOW, envelope
-from spanline.core import event_loop
 
 ID_LINE = re.compile(rb"(?:^|\n)id: (\d+)\r\n")
 
@@ -160,7 +160,19 @@ async def server(args: argparse.Namespace) -> None:
     key = (await create_api_key(store, "acme")).key
     execution_id = uuid.uuid4()
     app = create_app(settings, store=store, bus=bus)
-    async with serve(app) as base_url:
+    sends = [0]
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        """Counts the body sends (one per stream wake-up): cost per send, not only per message."""
+
+        async def counted(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                sends[0] += 1
+            await send(message)
+
+        await app(scope, receive, counted)
+
+    async with serve(counting) as base_url:
         out = Path(tempfile.mkstemp(prefix="fanout-client-", suffix=".json")[1])
         command = [sys.executable, __file__, "client", "--port", base_url.rsplit(":", 1)[1], "--key", key]
         command += ["--execution", str(execution_id), "--subscribers", str(args.subscribers)]
@@ -172,11 +184,11 @@ async def server(args: argparse.Namespace) -> None:
             while (await http.get("/metrics")).json()["live_subscribers"] < args.subscribers:
                 assert time.time() < deadline and reader.poll() is None, "the client did not connect"
                 await asyncio.sleep(0.2)
-        cpu_before, wall_before = loop_cpu_seconds(), time.time()
+        cpu_before, wall_before, sends_before = loop_cpu_seconds(), time.time(), sends[0]
         sent = await emit(bus, settings.events_topic, execution_id, args.rate, args.seconds)
         while reader.poll() is None:  # noqa: ASYNC110 - a child process has no awaitable exit here
             await asyncio.sleep(0.05)
-        cpu, wall = loop_cpu_seconds() - cpu_before, time.time() - wall_before
+        cpu, wall, sent_chunks = loop_cpu_seconds() - cpu_before, time.time() - wall_before, sends[0] - sends_before
     received = json.loads(await asyncio.to_thread(out.read_text))
     latencies = [(at - sent[offset]) * 1000 for per in received["arrivals"].values() for offset, at in per]
     delivered = sum(received["counts"])
@@ -196,6 +208,9 @@ async def server(args: argparse.Namespace) -> None:
         "wall_seconds": round(wall, 2),
         "event_loop_busy": round(cpu / wall, 2),
         "event_loop_cpu_us_per_message": round(cpu * 1e6 / max(1, delivered), 2),
+        "sends": sent_chunks,
+        "messages_per_send": round(delivered / max(1, sent_chunks), 2),
+        "event_loop_cpu_us_per_send": round(cpu * 1e6 / max(1, sent_chunks), 2),
         "client_cpu_seconds": round(received["cpu_seconds"], 2),
     }
     write_result(args.name, result)
@@ -216,9 +231,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--sample-every", type=int, default=10)
-    parser.add_argument(
-        "--loop", choices=["auto", "asyncio", "uvloop"], default=os.environ.get("SPANLINE_EVENT_LOOP", "auto")
-    )
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--name", default="fanout")
     args = parser.parse_args()
     if args.command == "client":

@@ -42,8 +42,8 @@ from typing import Any
 import orjson
 import psutil
 
+from bench import event_loop
 from bench.common import machine, percentiles, write_result
-from spanline.core import event_loop
 
 WORKFLOW = {"id": "6606c261-1566-5e10-8654-6b51fa242bf7", "name": "LiveBench", "module": ["live"]}
 
@@ -515,8 +515,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--loop",
         choices=["auto", "asyncio", "uvloop"],
-        default=os.environ.get("SPANLINE_EVENT_LOOP", "auto"),
-        help="the API process's event loop (SPANLINE_EVENT_LOOP, as spanline dev)",
+        default="asyncio",
+        help="the API process's event loop (asyncio: as spanline dev)",
     )
     args = parser.parse_args()
     # The client process is the instrument: on uvloop whatever the server's loop (a slower client shows up

@@ -21,7 +21,6 @@ from spanline.api.routes import stream
 from spanline.api.sse_response import LeanEventSourceResponse
 from spanline.bus.interface import ORG_HEADER, BusMessage
 from spanline.bus.memory import MemoryBus
-from spanline.core import event_loop
 from tests.test_live_fanout import TOPIC, renamed, run_of
 
 EXECUTION = uuid.uuid4()
@@ -150,17 +149,3 @@ async def test_the_lean_response_keeps_a_send_timeout_when_one_is_set() -> None:
     untimed = LeanEventSourceResponse(iter(()))
     await untimed._send_with_timeout(record, {"type": "http.response.body", "body": b"x", "more_body": True})
     assert sent == [{"type": "http.response.body", "body": b"x", "more_body": True}]
-
-
-def test_the_event_loop_choice() -> None:
-    import uvloop
-
-    assert event_loop.loop_factory("asyncio") is None
-    assert event_loop.loop_factory("uvloop") is uvloop.new_event_loop
-    assert event_loop.loop_factory("auto") is uvloop.new_event_loop  # installed with uvicorn[standard]
-
-    async def kind() -> str:
-        return type(asyncio.get_running_loop()).__module__
-
-    assert event_loop.run(kind(), "uvloop") == "uvloop"
-    assert event_loop.run(kind(), "asyncio").startswith("asyncio")

@@ -16,7 +16,6 @@ from spanline.api.app import create_app
 from spanline.bus.factory import create_bus, ensure_topics
 from spanline.consumer.metrics import ConsumerMetrics
 from spanline.consumer.service import SERVING_GEN0_THRESHOLD, run_consumer, tune_gc_for_batches
-from spanline.core import event_loop
 from spanline.core.config import Settings
 from spanline.core.logging import configure_logging
 from spanline.events.json_schema import render, write_event_schemas
@@ -179,7 +178,6 @@ def api(
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),
-        loop=settings.event_loop,
     )
 
 
@@ -311,7 +309,7 @@ def dev(
             await bus.close()
             store.close()
 
-    event_loop.run(run(), settings.event_loop)
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spanline.core.event_loop import EventLoopChoice
-
 # schemas/ sits beside services/ in the source tree (see DESIGN.md's layout).
 _SOURCE_SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas"
 
@@ -97,9 +95,6 @@ class Settings(BaseSettings):
     code_tmp_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     code_output_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    event_loop: EventLoopChoice = Field(
-        default="auto", description="the API's event loop: auto = uvloop when installed, else asyncio"
-    )
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -1,6 +1,6 @@
-"""Which asyncio event loop a serving process runs on (SPANLINE_EVENT_LOOP): uvloop when installed, the
-way uvicorn's own `loop="auto"` chooses, so `spanline dev` (which starts uvicorn inside its own loop) runs
-on the same loop as `spanline api`. Its transports and callbacks are C: the live fan-out's cost per send."""
+"""The event loop a benchmark's process runs on: asyncio's (what `spanline dev` runs), or uvloop (what
+`spanline api` gets from uvicorn's `loop="auto"` when uvloop is installed). bench/README.md, "Issue 15 —
+fan-out", compares the two on the fan-out path."""
 
 from __future__ import annotations
 
