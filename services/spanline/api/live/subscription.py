@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
 from uuid import UUID
 
 from spanline.api.live.batch import LiveBatch
@@ -34,11 +33,6 @@ class Subscription:
 
     def offer(self, item: LiveEvent) -> None:
         self.offer_batch(LiveBatch((item,), len(item.frame)))
-
-    def offer_many(self, items: Sequence[LiveEvent], size: int) -> None:
-        """Queue events in order (`size`: their frames' bytes); one wake-up for all of them."""
-        if items:
-            self.offer_batch(LiveBatch(items, size))
 
     def offer_batch(self, batch: LiveBatch) -> None:
         """Queue a batch (the same object for every subscriber of its execution); one wake-up."""
