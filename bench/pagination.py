@@ -1,7 +1,7 @@
 """Pagination: the detail API's keyset span pages on one execution of 100,000 spans, first to last page,
 beside the same ORDER BY fetched with LIMIT/OFFSET in SQL (the baseline keyset pagination replaces).
 
-The execution is the 100k-span generator of tests/test_execution_detail.py, ingested through the consumer's
+The execution is the 100k-span generator of tests/big_execution.py, ingested through the consumer's
 own path (decode → rows → writer) into a fresh chDB directory; the API is `create_app` on a real uvicorn
 server in this process (chDB allows one process per data directory). For each page size (100 and 1000) and
 each depth (0 %, 10 %, ..., 100 % of the pages) it times, interleaved over --rounds rounds:
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.big_execution import big_execution
 from tests.live_server import serve
 from tests.store_ingest import ingest
-from tests.test_execution_detail import big_execution
 
 from bench.common import RESULTS, machine, percentiles, write_result
 from spanline.api.app import create_app

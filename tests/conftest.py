@@ -1,19 +1,23 @@
 """Shared fixtures: one real Kafka broker and one chDB directory per test session; a fresh
-ClickHouse database per test. Set SPANLINE_TEST_CLICKHOUSE_DSN=http://host:8123 to use a server."""
+ClickHouse database per test, dropped after it. Set SPANLINE_TEST_CLICKHOUSE_DSN=http://host:8123 to use a
+server."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from spanline.core.config import Settings
+from spanline.store.client import create_clickhouse_client
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
+from tests.big_execution import StoredExecution, store_big_execution
 from tests.kafka.broker import KafkaBroker
 from tests.openai_stub import StubServer
 
@@ -60,9 +64,37 @@ def dsn_with_database(base: str, database: str) -> str:
     return f"{base}/{database}"
 
 
+def drop_database(base: str, database: str) -> None:
+    client = create_clickhouse_client(base)
+    try:
+        client.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+    finally:
+        client.close()
+
+
+@contextmanager
+def fresh_database(base: str, prefix: str = "t") -> Iterator[str]:
+    """The DSN of a new database, dropped on exit: in chDB every DDL statement costs more with every table
+    the session holds, so a suite that kept each test's tables would spend most of its time making more."""
+    database = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield dsn_with_database(base, database)
+    finally:
+        drop_database(base, database)
+
+
 @pytest.fixture
-def clickhouse_dsn(clickhouse_base_dsn: str) -> str:
-    return dsn_with_database(clickhouse_base_dsn, f"t_{uuid.uuid4().hex[:12]}")
+def clickhouse_dsn(clickhouse_base_dsn: str) -> Iterator[str]:
+    with fresh_database(clickhouse_base_dsn) as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def big_execution_100k(clickhouse_base_dsn: str) -> Iterator[StoredExecution]:
+    """One 100,000-span execution in a database of its own, built once for the tests that page through it
+    (they read it; the page-cost test also merges its parts, which changes no row)."""
+    with fresh_database(clickhouse_base_dsn, "big") as dsn:
+        yield store_big_execution(dsn, PROJECT_ROOT / "schemas" / "clickhouse")
 
 
 @pytest.fixture

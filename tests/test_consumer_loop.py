@@ -248,7 +248,7 @@ async def test_run_totals_are_derived_once_for_many_batches_and_commits_wait_for
     produced = sum(len(execution.events) for execution in executions)
     assert metrics.batches >= produced // 100 > 1  # many batches were written ...
     assert len(bus.commits) < metrics.batches  # ... and derived and committed in fewer, larger steps
-    assert set(metrics.stage_seconds) == {"insert", "derive_spans", "derive_executions", "derive_rollups"}
+    assert set(metrics.stage_seconds) == {"insert", "derive_executions", "derive_rollups"}
     assert normalise_totals(await totals(store)) == normalise_totals(expected_totals(executions))
 
 

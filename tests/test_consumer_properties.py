@@ -28,7 +28,7 @@ from spanline.bus.interface import ORG_HEADER, TopicPartition
 from spanline.bus.memory import MemoryBus
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
-from tests.conftest import PROJECT_ROOT, dsn_with_database
+from tests.conftest import PROJECT_ROOT, fresh_database
 from tests.consumer_events import Execution, expected_totals, generate_execution
 from tests.loop_harness import TOPIC, Run, consume, produce, rewind
 from tests.reader_view import detail_pages, sse_history, tables
@@ -189,10 +189,11 @@ async def check(store: Store, scenario: Scenario) -> None:
 
 @pytest.fixture(scope="module")
 def shared_store(clickhouse_base_dsn: str) -> Iterator[Store]:
-    store = Store(dsn_with_database(clickhouse_base_dsn, f"props_{uuid.uuid4().hex[:8]}"), threads=4)
-    asyncio.run(store.run(lambda client: apply_migrations(client, PROJECT_ROOT / "schemas" / "clickhouse")))
-    yield store
-    store.close()
+    with fresh_database(clickhouse_base_dsn, "props") as dsn:
+        store = Store(dsn, threads=4)
+        asyncio.run(store.run(lambda client: apply_migrations(client, PROJECT_ROOT / "schemas" / "clickhouse")))
+        yield store
+        store.close()
 
 
 @given(scenario=scenarios())

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -17,61 +15,9 @@ from spanline.bus.memory import MemoryBus
 from spanline.core.config import Settings
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
+from tests.big_execution import SPANS, StoredExecution, big_execution
 from tests.refusals import assert_refused_naming
 from tests.store_ingest import ingest
-
-SPANS = 100_000
-WORKFLOW = {"id": "6606c261-1566-5e10-8654-6b51fa242bf7", "name": "Big", "module": ["big"]}
-
-
-def event(name: str, span_id: uuid.UUID, at: datetime, parent: Any, body: dict[str, Any]) -> bytes:
-    return orjson.dumps(
-        {
-            "id": str(uuid.uuid4()),
-            "timestamp": at.isoformat().replace("+00:00", "Z"),
-            "api_version": "2024-10-25",
-            "trace_id": "cd613e30-d8f1-4adf-91b7-584a2265b1f5",
-            "span_id": str(span_id),
-            "parent": parent,
-            "links": None,
-            "name": name,
-            "body": body,
-        }
-    )
-
-
-def big_execution(execution_id: uuid.UUID, spans: int) -> tuple[list[bytes], list[tuple[datetime, str]]]:
-    """A workflow with `spans - 1` node spans; many share a start time, so span_id breaks the ties."""
-    start = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
-    payloads = [
-        event(
-            "workflow.execution.initiated",
-            execution_id,
-            start,
-            None,
-            {"workflow_definition": WORKFLOW, "inputs": {"question": "big?"}},
-        )
-    ]
-    order = [(start, str(execution_id))]
-    parent = {"type": "WORKFLOW", "span_id": str(execution_id), "workflow_definition": WORKFLOW, "parent": None}
-    for index in range(spans - 1):
-        span_id = uuid.uuid4()
-        at = start + timedelta(microseconds=1 + index // 7)
-        node = {"id": str(uuid.uuid5(execution_id, str(index % 50))), "name": f"Node{index % 50}", "module": ["big"]}
-        payloads.append(event("node.execution.initiated", span_id, at, parent, {"node_definition": node, "inputs": {}}))
-        if index % 3 == 0:
-            payloads.append(
-                event(
-                    "node.execution.fulfilled",
-                    span_id,
-                    at + timedelta(milliseconds=5),
-                    parent,
-                    {"node_definition": node, "outputs": {"n": index}},
-                )
-            )
-        order.append((at, str(span_id)))
-    order.sort()
-    return payloads, order
 
 
 @pytest.fixture
@@ -84,13 +30,26 @@ async def api(settings: Settings, store: Store) -> AsyncIterator[tuple[httpx.Asy
             yield client, keys["acme"], keys["globex"]
 
 
+@pytest.fixture
+async def big_api(big_execution_100k: StoredExecution) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The API over the session's 100,000-span execution, with a key of its organization."""
+    store = Store(big_execution_100k.dsn, threads=2)
+    try:
+        key = (await create_api_key(store, big_execution_100k.org)).key
+        app = create_app(Settings(clickhouse_dsn=store.dsn, kafka_bootstrap=None), store=store, bus=MemoryBus())
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://spanline.test", timeout=120) as client:
+                yield client, key
+    finally:
+        store.close()
+
+
 async def test_paging_100k_spans_returns_every_span_once_in_order(
-    api: tuple[httpx.AsyncClient, str, str], store: Store
+    big_api: tuple[httpx.AsyncClient, str], big_execution_100k: StoredExecution
 ) -> None:
-    client, key, _ = api
-    execution_id = uuid.uuid4()
-    payloads, expected = big_execution(execution_id, SPANS)
-    await ingest(store, payloads, org="acme", key=str(execution_id).encode())
+    client, key = big_api
+    execution_id, expected = big_execution_100k.execution_id, big_execution_100k.order
 
     seen: list[str] = []
     cursor: str | None = None

@@ -10,7 +10,6 @@ import asyncio
 import os
 import random
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +29,7 @@ from spanline.store.api_keys import create_api_key
 from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 from tests.api_data import generate_executions, ingest
-from tests.conftest import PROJECT_ROOT, dsn_with_database
+from tests.conftest import PROJECT_ROOT, fresh_database
 from tests.threaded_server import ThreadedServer
 
 STREAMS = re.compile(r"(/execute-stream|/events)$")
@@ -57,8 +56,14 @@ class WithExecutor:
 
 
 @pytest.fixture(scope="module")
-def api_key_and_url(clickhouse_base_dsn: str) -> Iterator[tuple[str, str]]:
-    dsn = dsn_with_database(clickhouse_base_dsn, f"fuzz_{uuid.uuid4().hex[:8]}")
+def fuzz_dsn(clickhouse_base_dsn: str) -> Iterator[str]:
+    with fresh_database(clickhouse_base_dsn, "fuzz") as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def api_key_and_url(fuzz_dsn: str) -> Iterator[tuple[str, str]]:
+    dsn = fuzz_dsn
 
     async def prepare() -> str:
         store = Store(dsn, threads=1)

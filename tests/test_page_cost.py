@@ -5,7 +5,6 @@ no `system.query_log`, and its per-query summary counts the result's rows, not t
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -18,10 +17,8 @@ from spanline.bus.memory import MemoryBus
 from spanline.core.config import Settings
 from spanline.store.api_keys import create_api_key
 from spanline.store.store import Store
-from tests.store_ingest import ingest
-from tests.test_execution_detail import big_execution
+from tests.big_execution import SPANS, StoredExecution
 
-SPANS: Final = 100_000
 LIMIT: Final = 100
 TOLERANCE: Final = 0.20
 _COUNTERS: Final = "SELECT event, value FROM system.events WHERE event IN ('SelectedRows', 'SelectedBytes')"
@@ -33,20 +30,28 @@ async def counters(store: Store) -> dict[str, int]:
 
 
 @pytest.fixture
-async def client(settings: Settings, store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, store=store, bus=MemoryBus())
+async def store(big_execution_100k: StoredExecution) -> AsyncIterator[Store]:
+    """A store over the session's 100,000-span execution (tests/conftest.py)."""
+    store = Store(big_execution_100k.dsn, threads=2)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(clickhouse_dsn=store.dsn, kafka_bootstrap=None), store=store, bus=MemoryBus())
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://spanline.test", timeout=120) as http:
             yield http
 
 
-async def test_first_middle_and_last_page_read_the_same(client: httpx.AsyncClient, store: Store) -> None:
-    key = (await create_api_key(store, "acme")).key
-    execution_id = uuid.uuid4()
-    payloads, order = big_execution(execution_id, SPANS)
-    await ingest(store, payloads, org="acme", key=str(execution_id).encode())
-    for table in ("span_order", "spans", "events_by_span"):  # one part each: the same layout for every run
+async def test_first_middle_and_last_page_read_the_same(
+    client: httpx.AsyncClient, store: Store, big_execution_100k: StoredExecution
+) -> None:
+    key = (await create_api_key(store, big_execution_100k.org)).key
+    execution_id, order = big_execution_100k.execution_id, big_execution_100k.order
+    for table in ("span_order", "span_state", "events_by_span"):  # one part each: the same layout for every run
         await store.command(f"OPTIMIZE TABLE {table} FINAL")
     pages = SPANS // LIMIT
     cursors: dict[str, str | None] = {

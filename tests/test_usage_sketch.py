@@ -17,7 +17,9 @@ import pytest
 
 from spanline.bus.interface import BusMessage
 from spanline.consumer import derive
+from spanline.consumer.decode import AcceptedEvent, decode_message
 from spanline.consumer.readback import snapshot
+from spanline.consumer.rows import USAGE_COLUMNS, build_rows
 from spanline.core.config import Settings
 from spanline.store import latency_sketch
 from spanline.store.api_keys import create_api_key
@@ -25,7 +27,7 @@ from spanline.store.migrations import apply_migrations
 from spanline.store.store import Store
 from spanline.store.usage_queries import build_usage_sql, parse_usage_query, shape_rows, whole_hours
 from tests.api_data import DEFAULT_ORG, Call, api_client, calls_of, generate_executions, messages_of
-from tests.conftest import PROJECT_ROOT, dsn_with_database
+from tests.conftest import PROJECT_ROOT, fresh_database
 from tests.consumer_events import Execution
 from tests.store_ingest import write_messages
 from tests.test_usage_query import answered, brute_force, groups_of
@@ -33,6 +35,15 @@ from tests.test_usage_query import answered, brute_force, groups_of
 MIGRATIONS = PROJECT_ROOT / "schemas" / "clickhouse"
 START = datetime(2026, 11, 2, 21, 30, tzinfo=UTC)  # a day from 21:30: partial hours at both ends, a midnight
 ALPHA = latency_sketch.RELATIVE_ERROR
+
+# The per-minute copy of the calls, as the consumer of 0012 wrote it (now migration 0019's view).
+USAGE_BY_MINUTE_0012 = """
+INSERT INTO usage_by_minute
+SELECT kafka_partition, org, toStartOfMinute(timestamp), event_id, call_index, execution_id, workflow_id,
+    workflow_name, status, model, provider, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+    compute_nanos, cost_usd
+FROM usage
+"""
 
 # The consumer's rollup statement before migration 0013 (quantiles reservoir, no hour tier).
 ROLLUP_SQL_0012 = """
@@ -83,6 +94,18 @@ def scrambled(rng: random.Random, messages: list[BusMessage]) -> list[list[BusMe
         shuffled = shuffled[size:]
     batches.append(rng.choice(batches))
     return batches
+
+
+async def write_as_0012(store: Store, messages: list[BusMessage]) -> None:
+    """What the consumer of migration 0012 left for 0013 to convert: per-call rows and reservoir rollups.
+    (Today's writer needs the tables of migration 0019, so the rows are put in place directly.)"""
+    decoded = [decode_message(message, default_org=DEFAULT_ORG, max_bytes=1 << 20) for message in messages]
+    rows = build_rows([item for item in decoded if isinstance(item, AcceptedEvent)])
+    block = b"".join(rows.usage)
+    await store.run(lambda client: client.raw_insert("usage", list(USAGE_COLUMNS), block, fmt="RowBinary"))
+    await store.command(USAGE_BY_MINUTE_0012)
+    sql = ROLLUP_SQL_0012.replace("{keys}", derive.bucket_keys(sorted(rows.buckets)))
+    await store.run(lambda client: client.command(sql, settings=derive.QUERY_SETTINGS))
 
 
 async def write(store: Store, batches: list[list[BusMessage]]) -> None:
@@ -205,13 +228,14 @@ async def test_order_duplicates_and_batching_leave_the_same_sketches(clickhouse_
     messages = messages_of(executions)
     states = []
     for batches in ([messages], scrambled(rng, messages)):
-        store = Store(dsn_with_database(clickhouse_base_dsn, f"s_{rng.getrandbits(40):x}"), threads=2)
-        try:
-            await store.run(lambda client: apply_migrations(client, MIGRATIONS))
-            await write(store, batches)
-            states.append(await rollup_state(store))
-        finally:
-            store.close()
+        with fresh_database(clickhouse_base_dsn, "s") as dsn:
+            store = Store(dsn, threads=2)
+            try:
+                await store.run(lambda client: apply_migrations(client, MIGRATIONS))
+                await write(store, batches)
+                states.append(await rollup_state(store))
+            finally:
+                store.close()
     assert states[0]["rollup"] and states[0]["rollup_hour"]
     assert states[0] == states[1]
 
@@ -231,12 +255,7 @@ async def test_migration_0013_converts_rollups_written_before_it(
     store = Store(clickhouse_dsn, threads=2)
     try:
         await store.run(lambda client: apply_migrations(client, before))
-        # Today's derivation joins execution_labels (0016, CREATE ... IF NOT EXISTS): make it, unrecorded.
-        await store.command((MIGRATIONS / "0016_execution_labels.sql").read_text())
-        with monkeypatch.context() as patch:  # the consumer as it was: reservoir states, no hour tier
-            patch.setattr(derive, "ROLLUP_SQL", ROLLUP_SQL_0012)
-            patch.setattr(derive, "ROLLUP_HOUR_SQL", "SELECT 1")
-            await write(store, [messages_of(first)])
+        await write_as_0012(store, messages_of(first))
         old = await store.query(
             "SELECT sum(calls), length(quantilesMerge(0.5)(latency_ms_state)) FROM usage_rollup_minute"
         )

@@ -1,8 +1,9 @@
-"""Re-derivation of the one-row-per-key tables (spans, executions, usage rollups) from the
-deduplicated per-event rows, for just the keys a batch touched.
+"""Re-derivation of the one-row-per-key tables (executions, usage rollups) for just the keys a batch
+touched. Spans need none: ClickHouse keeps their mergeable states as events arrive (`span_state`, read
+through the `spans` view).
 
-Every derived row is computed whole from duplicate-free sources (min/max/argMax over span_events,
-sums over `usage FINAL`) and stamped with `now64(6)`; a ReplacingMergeTree keeps the highest stamp.
+Every derived row is computed whole from duplicate-free sources (the merged span states, sums over
+`usage_by_minute FINAL`) and stamped with `now64(6)`; a ReplacingMergeTree keeps the highest stamp.
 A derivation sees every write that finished before it started, and every write is followed by a
 derivation of its keys, so the newest row of a key always reflects all its data: replays, duplicates
 and crashes between the steps change nothing.
@@ -14,73 +15,45 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from spanline.consumer.rows import BucketKey, ExecutionKey, SpanKey
+from spanline.consumer.rows import BucketKey, ExecutionKey
 
 # Key lists are long string literals (one line per touched span).
 QUERY_SETTINGS: Final[dict[str, Any]] = {"max_query_size": 256 * 1024 * 1024}
 
-_SPAN_STATE: Final = """
-    max(parent_span_id) AS x_parent_span_id,
-    max(kind) AS x_kind,
-    argMin(definition_id, event_id) AS x_definition_id,
-    argMin(definition_name, event_id) AS x_definition_name,
-    argMin(definition_module, event_id) AS x_definition_module,
-    argMaxIf(status, (status IN ('FULFILLED', 'REJECTED'), timestamp, status_rank, event_id), status != '')
-        AS x_status,
-    if(countIf(status = 'INITIATED') > 0, minIf(timestamp, status = 'INITIATED'), min(timestamp)) AS x_start_ts,
-    if(countIf(status IN ('FULFILLED', 'REJECTED')) > 0,
-       maxIf(timestamp, status IN ('FULFILLED', 'REJECTED')), NULL) AS x_end_ts,
-    argMinIf(inputs, (timestamp, event_id), status = 'INITIATED') AS x_inputs,
-    argMaxIf(outputs, (timestamp, event_id), status = 'FULFILLED') AS x_outputs,
-    argMaxIf(error, (timestamp, event_id), status = 'REJECTED') AS x_error,
-    argMaxIf(error_code, (timestamp, event_id), status = 'REJECTED') AS x_error_code,
-    toUInt32(uniqExact(event_id)) AS x_event_count
-"""
-
-SPANS_SQL: Final = f"""
-INSERT INTO spans
-SELECT s.org, s.execution_id, s.span_id, x_parent_span_id, x_kind, x_definition_id, x_definition_name,
-    x_definition_module, x_status, x_start_ts, x_end_ts, x_inputs, x_outputs, x_error, x_error_code,
-    x_event_count, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.model_calls,
-    u.cost_usd,
-    now64(6)
-FROM (
-    SELECT org, execution_id, span_id, {_SPAN_STATE}
-    FROM span_events WHERE (org, execution_id, span_id) IN ({{keys}})
-    GROUP BY org, execution_id, span_id
-) AS s
-LEFT JOIN (
-    SELECT org, execution_id, span_id, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-        sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-        toUInt32(countIf(model != '')) AS model_calls, sum(cost_usd) AS cost_usd
-    FROM usage FINAL WHERE (org, execution_id, span_id) IN ({{keys}})
-    GROUP BY org, execution_id, span_id
-) AS u ON s.org = u.org AND s.execution_id = u.execution_id AND s.span_id = u.span_id
-SETTINGS join_use_nulls = 0
-"""
-
-# A run's own fields come from its root span (span_id = execution_id); until that span's first event
-# arrives the run shows as INITIATED with what its nodes reported.
+# A run's own fields come from its root span (span_id = execution_id, read by primary key); until that
+# span's first event arrives the run shows as INITIATED with what its nodes reported. The totals read only
+# the columns they need from every span of the run (the merged inputs and outputs of the root alone).
 EXECUTIONS_SQL: Final = """
 INSERT INTO executions
-SELECT org, execution_id,
-    argMaxIf(definition_id, version, is_root), argMaxIf(definition_name, version, is_root),
-    argMaxIf(definition_module, version, is_root),
-    if(countIf(is_root) > 0, argMaxIf(status, version, is_root), 'INITIATED'),
-    if(countIf(is_root) > 0, argMaxIf(start_ts, version, is_root), min(start_ts)),
-    if(countIf(is_root) > 0, argMaxIf(end_ts, version, is_root), NULL),
-    argMaxIf(inputs, version, is_root), argMaxIf(outputs, version, is_root),
-    argMaxIf(error, version, is_root), argMaxIf(error_code, version, is_root),
-    any(label_external_id),
-    toUInt32(count()), toUInt32(countIf(kind = 'node')), toUInt32(countIf(status = 'REJECTED')),
-    sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-    toUInt32(sum(model_calls)), sum(cost_usd), now64(6)
-FROM (SELECT *, span_id = execution_id AS is_root FROM spans FINAL WHERE (org, execution_id) IN ({keys})) AS s
+SELECT t.org, t.execution_id,
+    r.definition_id, r.definition_name, r.definition_module,
+    if(r.is_root, r.status, 'INITIATED'), if(r.is_root, r.start_ts, t.first_start_ts), if(r.is_root, r.end_ts, NULL),
+    r.inputs, r.outputs, r.error, r.error_code,
+    l.label_external_id,
+    t.span_count, t.node_span_count, t.failed_span_count,
+    t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.model_calls, t.cost_usd,
+    now64(6)
+FROM (
+    SELECT org, execution_id, min(start_ts) AS first_start_ts,
+        toUInt32(count()) AS span_count, toUInt32(countIf(kind = 'node')) AS node_span_count,
+        toUInt32(countIf(status = 'REJECTED')) AS failed_span_count,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+        toUInt32(sum(model_calls)) AS model_calls, sum(cost_usd) AS cost_usd
+    FROM spans WHERE (org, execution_id) IN ({keys})
+    GROUP BY org, execution_id
+) AS t
 LEFT JOIN (
-    SELECT org, execution_id, external_id AS label_external_id FROM execution_labels FINAL
+    SELECT org, execution_id, toUInt8(1) AS is_root, definition_id, definition_name, definition_module, status,
+        start_ts, end_ts, inputs, outputs, error, error_code
+    FROM spans WHERE (org, execution_id) IN ({keys}) AND span_id = execution_id
+) AS r ON r.org = t.org AND r.execution_id = t.execution_id
+LEFT JOIN (
+    SELECT org, execution_id, any(external_id) AS label_external_id FROM execution_labels FINAL
     WHERE (org, execution_id) IN ({keys})
-) AS l USING (org, execution_id)
-GROUP BY org, execution_id
+    GROUP BY org, execution_id
+) AS l ON l.org = t.org AND l.execution_id = t.execution_id
+SETTINGS join_use_nulls = 0
 """
 
 # latency_hist: calls per log bucket of compute_nanos (store/latency_sketch.py, 2 % relative error).
@@ -127,12 +100,6 @@ def _key_rows(structure: str, rows: Iterable[str]) -> str:
     tuples is parsed and analysed per statement, which dominated large derivations (bench/README.md,
     After item 4)."""
     return f"SELECT * FROM format(TSV, {_sql_string(structure)}, {_sql_string(chr(10).join(rows))})"
-
-
-def span_keys(keys: Iterable[SpanKey]) -> str:
-    return _key_rows(
-        "org String, execution_id UUID, span_id UUID", (f"{_tsv_field(org)}\t{e}\t{s}" for org, e, s in keys)
-    )
 
 
 def execution_keys(keys: Iterable[ExecutionKey]) -> str:

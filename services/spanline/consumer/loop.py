@@ -147,7 +147,12 @@ class ConsumerLoop:
                 accepted.append(result)
             else:
                 rejected.append(result)
-        return PreparedBatch(batch, build_rows(accepted), accepted, rejected)
+        rows = build_rows(accepted)
+        if rows.refused:
+            refused = {id(item.message) for item in rows.refused}
+            accepted = [item for item in accepted if id(item.message) not in refused]
+            rejected += rows.refused
+        return PreparedBatch(batch, rows, accepted, rejected)
 
     async def finish(self, prepared: PreparedBatch) -> None:
         """Dead-letter and write the batch; derive and commit if the pending derivation is due."""

@@ -22,7 +22,7 @@ class ConsumerMetrics:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     lag: dict[TopicPartition, int] = field(default_factory=dict)
     last_batch_at: float | None = None
-    # Wall seconds spent per write stage (insert, derive_spans, derive_executions, derive_rollups): where a
+    # Wall seconds spent per write stage (insert, derive_executions, derive_rollups): where a
     # batch's time goes, for the log line, /metrics and the benchmarks.
     stage_seconds: dict[str, float] = field(default_factory=dict)
     _window_start: float = field(default_factory=time.monotonic)

@@ -11,7 +11,7 @@ _QUERIES: Final = {
     "spans": """SELECT org, execution_id, span_id, parent_span_id, kind, definition_id, definition_name,
         definition_module, status, start_ts, end_ts, inputs, outputs, error, error_code, event_count,
         input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, model_calls, cost_usd
-        FROM spans FINAL ORDER BY org, execution_id, span_id""",
+        FROM spans ORDER BY org, execution_id, span_id""",
     "steps": "SELECT org, execution_id, span_id, status FROM steps ORDER BY org, execution_id, span_id",
     "executions": """SELECT org, execution_id, workflow_id, workflow_name, workflow_module, status, start_ts,
         end_ts, inputs, outputs, error, error_code, span_count, node_span_count, failed_span_count,
@@ -37,7 +37,7 @@ _QUERIES: Final = {
 TOTALS_SQL: Final = {
     "events": "SELECT count() FROM events FINAL",
     "executions": "SELECT count() FROM executions FINAL",
-    "spans": "SELECT count() FROM spans FINAL",
+    "spans": "SELECT count() FROM spans",
     "exec_spans": "SELECT sum(span_count) FROM executions FINAL",
     "exec_input_tokens": "SELECT sum(input_tokens) FROM executions FINAL",
     "exec_output_tokens": "SELECT sum(output_tokens) FROM executions FINAL",

@@ -17,8 +17,8 @@ from spanline.consumer.writer import EventBatchWriter
 from spanline.store.store import Store
 
 DERIVED_TABLES: Final = (
-    "span_events",
-    "spans",
+    "span_state",
+    "span_order",
     "usage",
     "usage_by_minute",
     "usage_rollup_minute",

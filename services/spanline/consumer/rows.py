@@ -1,5 +1,5 @@
-"""Accepted events → the rows of one batch, per table, plus the keys whose derived rows must be
-re-derived after the write (spans, executions, rollup buckets)."""
+"""Accepted events → the rows of one batch (RowBinary rows of `event_intake`, `usage` rows), plus the keys
+whose derived rows must be re-derived after the write (executions, rollup buckets)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from uuid import UUID
 
 import msgspec
 
-from spanline.consumer.decode import AcceptedEvent
+from spanline.consumer import row_binary as rb
+from spanline.consumer.decode import AcceptedEvent, RejectedMessage
+from spanline.consumer.write_errors import SERIALISATION_ERRORS, describe
 from spanline.events.lineage import parent_span_id
 from spanline.events.models import (
     WORKFLOW_EVENT_TYPES,
@@ -25,25 +27,17 @@ from spanline.events.models import (
     event_name,
 )
 
-EVENT_COLUMNS: Final = (
+# The columns of one RowBinary row of `event_intake`, in order (schemas/clickhouse/0019_raw_intake.sql).
+INTAKE_COLUMNS: Final = (
     "org", "execution_id", "event_id", "span_id", "parent_span_id", "trace_id", "name", "timestamp",
-    "payload", "kafka_partition", "kafka_offset",
-)  # fmt: skip
-SPAN_EVENT_COLUMNS: Final = (
-    "org", "execution_id", "span_id", "event_id", "parent_span_id", "kind", "definition_id",
-    "definition_name", "definition_module", "event_name", "status", "status_rank", "timestamp", "inputs",
-    "outputs", "error", "error_code",
+    "kafka_partition", "kafka_offset", "payload", "kind", "definition_id", "definition_name",
+    "definition_module", "status", "status_rank", "inputs", "outputs", "error", "error_code",
 )  # fmt: skip
 USAGE_COLUMNS: Final = (
     "org", "execution_id", "span_id", "event_id", "call_index", "kafka_partition", "timestamp",
     "workflow_id", "workflow_name", "node_id", "node_name", "status", "model", "provider", "input_tokens",
     "output_tokens", "cache_read_tokens", "cache_write_tokens", "input_chars", "output_chars",
     "compute_nanos", "cost_usd",
-)  # fmt: skip
-USAGE_BY_MINUTE_COLUMNS: Final = (
-    "kafka_partition", "org", "minute", "event_id", "call_index", "execution_id", "workflow_id",
-    "workflow_name", "status", "model", "provider", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "compute_nanos", "cost_usd",
 )  # fmt: skip
 
 # Status a span takes from each event kind, and a rank that breaks timestamp ties deterministically.
@@ -58,7 +52,6 @@ _STATUS_BY_SUFFIX: Final = {
 _ZERO: Final = Decimal(0)
 _json: Final = msgspec.json.Encoder()
 
-SpanKey = tuple[str, UUID, UUID]
 ExecutionKey = tuple[str, UUID]
 BucketKey = tuple[int, str, datetime]
 Row = tuple[Any, ...]
@@ -66,72 +59,92 @@ Row = tuple[Any, ...]
 
 @dataclass(slots=True)
 class BatchRows:
-    events: list[Row] = field(default_factory=list)
-    span_events: list[Row] = field(default_factory=list)
-    usage: list[Row] = field(default_factory=list)
-    usage_by_minute: list[Row] = field(default_factory=list)
-    spans: set[SpanKey] = field(default_factory=set)
-    executions: set[ExecutionKey] = field(default_factory=set)
+    """One batch: its events as RowBinary rows of `event_intake` (ClickHouse derives the rest from them),
+    its model calls as `usage` rows, and the keys whose totals must be re-derived after the write."""
+
+    intake: list[bytes] = field(default_factory=list)  # one RowBinary row per event
+    usage: list[bytes] = field(default_factory=list)  # one RowBinary row per model call
+    span_executions: set[ExecutionKey] = field(default_factory=set)  # runs with a span event in the batch
     buckets: set[BucketKey] = field(default_factory=set)
+    refused: list[RejectedMessage] = field(default_factory=list)  # events no row can be built for
 
     @property
     def row_count(self) -> int:
-        return len(self.events) + len(self.span_events) + len(self.usage) + len(self.usage_by_minute)
+        return len(self.intake) + len(self.usage)
 
 
 def build_rows(accepted: Iterable[AcceptedEvent]) -> BatchRows:
+    """Every event's rows, or (a value that cannot be serialised: `storable` should have refused it first)
+    none of them and the event in `refused`, for the DLQ."""
     rows = BatchRows()
     for item in accepted:
-        _add_event(rows, item)
+        try:
+            _add_event(rows, item)
+        except SERIALISATION_ERRORS as exc:
+            rows.refused.append(RejectedMessage(item.message, "write_refused", describe(exc)))
     return rows
+
+
+_NO_SPAN_STATE: Final = b"".join(
+    (rb.text(""), rb.uuid(UUID(int=0)), rb.text(""), rb.varint(0), rb.text(""), rb.uint8(0), rb.string(b"") * 4)
+)
+_KINDS: Final = {True: rb.text("workflow"), False: rb.text("node")}
+_STATUSES: Final = {status: rb.text(status) + rb.uint8(rank) for status, rank in _STATUS_BY_SUFFIX.values()}
+_EMPTY: Final = rb.string(b"")
 
 
 def _add_event(rows: BatchRows, item: AcceptedEvent) -> None:
     event, org, execution_id = item.event, item.org, item.execution_id
     name = event_name(event)
-    parent = parent_span_id(event)
-    rows.events.append(
-        (org, execution_id, event.id, event.span_id, parent, event.trace_id, name, event.timestamp,
-         item.payload, item.partition, item.offset)
-    )  # fmt: skip
-    rows.executions.add((org, execution_id))
-    status, rank = _STATUS_BY_SUFFIX.get(name.rsplit(".", 1)[-1], ("", 0))
-    if not status:
-        return  # logs and snapshots change no span state; they stay in the raw events
+    parts = [
+        rb.text(org), rb.uuid(execution_id), rb.uuid(event.id), rb.uuid(event.span_id),
+        rb.nullable_uuid(parent_span_id(event)), rb.uuid(event.trace_id), rb.text(name),
+        rb.datetime64_us(event.timestamp), rb.uint32(item.partition), rb.uint64(item.offset),
+        rb.string(item.payload),
+    ]  # fmt: skip
+    status, _ = _STATUS_BY_SUFFIX.get(name.rsplit(".", 1)[-1], ("", 0))
+    if not status:  # logs and snapshots change no span state; they stay in the raw events
+        parts.append(_NO_SPAN_STATE)
+        rows.intake.append(b"".join(parts))
+        return
+    # Built whole before anything is added, so an event that cannot be serialised leaves no row behind.
     body: Any = event.body
     is_workflow = isinstance(event, WORKFLOW_EVENT_TYPES)
     definition: CodeResourceDefinition = body.workflow_definition if is_workflow else body.node_definition
-    inputs = _json.encode(body.inputs) if status == "INITIATED" else b""
-    outputs = _json.encode(body.outputs) if status == "FULFILLED" else b""
     error = body.error if status == "REJECTED" else None
-    rows.span_events.append(
-        (org, execution_id, event.span_id, event.id, parent, "workflow" if is_workflow else "node",
-         definition.id, definition.name, definition.module, name, status, rank, event.timestamp, inputs,
-         outputs, _json.encode(error) if error is not None else b"", error.code if error is not None else "")
+    parts += (
+        _KINDS[is_workflow], rb.uuid(definition.id), rb.text(definition.name), rb.string_array(definition.module),
+        _STATUSES[status],
+        rb.string(_json.encode(body.inputs)) if status == "INITIATED" else _EMPTY,
+        rb.string(_json.encode(body.outputs)) if status == "FULFILLED" else _EMPTY,
+        rb.string(_json.encode(error)) if error is not None else _EMPTY,
+        rb.text(error.code) if error is not None else _EMPTY,
     )  # fmt: skip
-    rows.spans.add((org, execution_id, event.span_id))
+    usage: list[bytes] = []
     if isinstance(event, NodeExecutionFulfilledEvent | NodeExecutionRejectedEvent) and event.body.usage_result:
-        _add_usage(rows, item, event.body.usage_result, definition, status)
+        usage = _usage_rows(item, event.body.usage_result, definition, status)
+        rows.buckets.add((item.partition, org, event.timestamp.replace(second=0, microsecond=0)))
+    rows.intake.append(b"".join(parts))
+    rows.usage += usage
+    rows.span_executions.add((org, execution_id))
 
 
-def _add_usage(
-    rows: BatchRows, item: AcceptedEvent, result: UsageResult, node: CodeResourceDefinition, status: str
-) -> None:
+def _usage_rows(item: AcceptedEvent, result: UsageResult, node: CodeResourceDefinition, status: str) -> list[bytes]:
     event, org, execution_id = item.event, item.org, item.execution_id
     workflow = _root_workflow(event)
-    workflow_id = workflow.id if workflow else UUID(int=0)
-    workflow_name = workflow.name if workflow else ""
-    minute = event.timestamp.replace(second=0, microsecond=0)
-    for index, (model, provider, counts, cost) in enumerate(_calls(result)):
-        rows.usage.append(
-            (org, execution_id, event.span_id, event.id, index, item.partition, event.timestamp, workflow_id,
-             workflow_name, node.id, node.name, status, model, provider, *counts, cost)
-        )  # fmt: skip
-        rows.usage_by_minute.append(
-            (item.partition, org, minute, event.id, index, execution_id, workflow_id, workflow_name, status,
-             model, provider, counts[0], counts[1], counts[2], counts[3], counts[6], cost)
-        )  # fmt: skip
-    rows.buckets.add((item.partition, org, minute))
+    shared = b"".join((rb.text(org), rb.uuid(execution_id), rb.uuid(event.span_id), rb.uuid(event.id)))
+    call_context = b"".join((
+        rb.uint32(item.partition), rb.datetime64_us(event.timestamp),
+        rb.uuid(workflow.id if workflow else UUID(int=0)), rb.text(workflow.name if workflow else ""),
+        rb.uuid(node.id), rb.text(node.name), rb.text(status),
+    ))  # fmt: skip
+    return [
+        b"".join((
+            shared, rb.uint16(index), call_context, rb.text(model), rb.text(provider),
+            *(rb.uint64(count) for count in counts), rb.decimal128_12(cost),
+        ))
+        for index, (model, provider, counts, cost) in enumerate(_calls(result))
+    ]  # fmt: skip
 
 
 def _calls(result: UsageResult) -> list[tuple[str, str, tuple[int, ...], Decimal]]:

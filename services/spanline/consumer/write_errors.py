@@ -35,8 +35,10 @@ PERMANENT_SERVER_CODES: Final = frozenset(
         407,  # DECIMAL_OVERFLOW
     }
 )
-# Raised while the client serialises a value into a column's binary form, before anything is sent.
-_CLIENT_VALUE_ERRORS: Final = (OverflowError, struct.error, UnicodeEncodeError, DataError)
+# Raised while a value is serialised into a column's binary form (by the consumer's RowBinary rows or the
+# client), before anything is sent.
+SERIALISATION_ERRORS: Final = (OverflowError, struct.error, UnicodeEncodeError)
+_CLIENT_VALUE_ERRORS: Final = (*SERIALISATION_ERRORS, DataError)
 
 
 def is_permanent(exc: BaseException) -> bool:

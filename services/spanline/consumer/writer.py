@@ -1,5 +1,6 @@
-"""Writes a batch's rows to ClickHouse in a few large column-oriented inserts, then re-derives the
-spans, runs and rollup buckets the batch touched (the last two possibly for several batches at once).
+"""Writes a batch to ClickHouse in two inserts (its events as one raw RowBinary block, its model calls),
+from which ClickHouse derives events, span states and per-minute usage; then re-derives the runs and
+rollup buckets the batch touched (possibly for several batches at once).
 Every step is idempotent, so a failed write is simply retried whole (with backoff) and a batch replayed
 after a crash lands the same."""
 
@@ -14,16 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from typing import Any, Final, Protocol, TypeVar
 
 from spanline.consumer import derive
-from spanline.consumer.rows import (
-    EVENT_COLUMNS,
-    SPAN_EVENT_COLUMNS,
-    USAGE_BY_MINUTE_COLUMNS,
-    USAGE_COLUMNS,
-    BatchRows,
-    BucketKey,
-    ExecutionKey,
-    Row,
-)
+from spanline.consumer.rows import INTAKE_COLUMNS, USAGE_COLUMNS, BatchRows, BucketKey, ExecutionKey
 from spanline.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,9 +34,9 @@ StageTimer = Callable[[str, float], None]
 
 
 class EventBatchWriter:
-    """`write_events` lands a batch's per-event rows and re-derives its spans; `derive_totals` re-derives
-    runs and rollup buckets, which the loop may do for several batches at once (their cost grows with the
-    run or the minute, not with the batch)."""
+    """`write_events` lands a batch's events and calls (span states follow inside ClickHouse);
+    `derive_totals` re-derives runs and rollup buckets, which the loop may do for several batches at once
+    (their cost grows with the run or the minute, not with the batch)."""
 
     def __init__(self, store: Store, on_stage: StageTimer | None = None) -> None:
         self._store = store
@@ -56,16 +48,13 @@ class EventBatchWriter:
         await self.derive_totals(touched_executions(rows), rows.buckets)
 
     async def write_events(self, rows: BatchRows) -> None:
+        """Two inserts; ClickHouse's materialized views derive the events, span states, page order and
+        per-minute usage from them (schemas/clickhouse/0019_raw_intake.sql)."""
         async with self._timed("insert"):
             await asyncio.gather(
-                self._insert("events", rows.events, EVENT_COLUMNS),
-                self._insert("span_events", rows.span_events, SPAN_EVENT_COLUMNS),
-                self._insert("usage", rows.usage, USAGE_COLUMNS),
-                self._insert("usage_by_minute", rows.usage_by_minute, USAGE_BY_MINUTE_COLUMNS),
+                self._insert_raw("event_intake", rows.intake, INTAKE_COLUMNS),
+                self._insert_raw("usage", rows.usage, USAGE_COLUMNS),
             )
-        async with self._timed("derive_spans"):
-            for chunk in _chunks(sorted(rows.spans)):
-                await self._derive(derive.SPANS_SQL, derive.span_keys(chunk))
 
     async def derive_totals(self, executions: Collection[ExecutionKey], buckets: Collection[BucketKey]) -> None:
         """Runs are summed from their spans, so call this after `write_events` of every batch it covers."""
@@ -95,13 +84,11 @@ class EventBatchWriter:
             if self._on_stage is not None:
                 self._on_stage(stage, time.perf_counter() - began)
 
-    async def _insert(self, table: str, rows: list[Row], columns: Sequence[str]) -> None:
+    async def _insert_raw(self, table: str, rows: list[bytes], columns: Sequence[str]) -> None:
         if not rows:
             return
-        data = [list(column) for column in zip(*rows, strict=True)]
-        await self._store.run(
-            lambda client: client.insert(table, data, column_names=list(columns), column_oriented=True)
-        )
+        block = b"".join(rows)
+        await self._store.run(lambda client: client.raw_insert(table, list(columns), block, fmt="RowBinary"))
 
     async def _derive(self, template: str, keys: str) -> None:
         sql = template.replace("{keys}", keys)
@@ -110,7 +97,7 @@ class EventBatchWriter:
 
 def touched_executions(rows: BatchRows) -> set[ExecutionKey]:
     """The runs whose totals a batch can change: those with a span event in it (logs change nothing)."""
-    return {(org, execution_id) for org, execution_id, _ in rows.spans}
+    return set(rows.span_executions)
 
 
 def _chunks(items: list[T]) -> list[list[T]]:

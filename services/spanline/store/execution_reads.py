@@ -27,24 +27,29 @@ WHERE org = {org:String} AND execution_id = {execution:UUID}
 # The cursor's start by primary key: in span_order, keyed by start first, finding a span id read every
 # row before it (the deeper the page, the more).
 _CURSOR = """
-SELECT start_ts FROM spans FINAL
+SELECT start_ts FROM spans
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {span:UUID}
 LIMIT 1
 """
 
-# The page's span ids, read in page order from the cursor on (span_order is keyed that way) ...
+# The page's span ids, read in page order from the cursor on (span_order is keyed that way): without
+# FINAL, which would read the whole execution; copies of a row not merged yet are skipped in `span_page`.
 _PAGE_ORDER = """
-SELECT span_id FROM span_order FINAL
+SELECT start_ts, span_id FROM span_order
 WHERE org = {org:String} AND execution_id = {execution:UUID} {after}
 ORDER BY start_ts, span_id
 LIMIT {limit:UInt32}
 """
-_AFTER = "AND (start_ts, span_id) > ({cursor_ts:DateTime64(6, 'UTC')}, toString({cursor_span:UUID}))"
+# The first condition is the one the primary key can use (it does not analyse a tuple comparison).
+_AFTER = (
+    "AND start_ts >= {cursor_ts:DateTime64(6, 'UTC')} "
+    "AND (start_ts, span_id) > ({cursor_ts:DateTime64(6, 'UTC')}, toString({cursor_span:UUID}))"
+)
 
 # ... then their latest state, by primary key.
 _PAGE_SPANS = """
 SELECT span_id, parent_span_id, kind, definition_id, definition_name, status, start_ts, end_ts
-FROM spans FINAL
+FROM spans
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
 """
 
@@ -125,17 +130,37 @@ async def span_page(
     store: Store, org: str, execution_id: UUID, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[SpanRow]:
     """One keyset page: the spans after `after` (start_ts, span_id) in (start_ts, span_id-as-text) order."""
-    parameters = _scope(org, execution_id, limit=limit)
-    condition = ""
-    if after is not None:
-        parameters.update(cursor_ts=after[0], cursor_span=after[1])
-        condition = _AFTER
-    ordered = [UUID(str(row[0])) for row in await store.query(_PAGE_ORDER.replace("{after}", condition), parameters)]
+    ordered = await _page_order(store, org, execution_id, limit, after)
     if not ordered:
         return []
     rows = await store.query(_PAGE_SPANS, _scope(org, execution_id, spans=ordered))
     by_id = {row.span_id: row for row in (SpanRow(*row) for row in rows)}
     return [by_id[span_id] for span_id in ordered if span_id in by_id]
+
+
+async def _page_order(
+    store: Store, org: str, execution_id: UUID, limit: int, after: tuple[datetime, UUID] | None
+) -> list[UUID]:
+    """Up to `limit` distinct span ids after `after`, in page order. Copies of one (start_ts, span_id) row
+    are adjacent in that order; each read asks for what is still missing, from the last row on."""
+    ordered: list[UUID] = []
+    last: tuple[datetime, str] | None = None
+    while len(ordered) < limit:
+        wanted = limit - len(ordered)
+        parameters = _scope(org, execution_id, limit=wanted)
+        condition = ""
+        if after is not None:
+            parameters.update(cursor_ts=after[0], cursor_span=after[1])
+            condition = _AFTER
+        rows = await store.query(_PAGE_ORDER.replace("{after}", condition), parameters)
+        for start_ts, span_id in rows:
+            if (start_ts, span_id) != last:
+                ordered.append(UUID(str(span_id)))
+                last = (start_ts, span_id)
+        if len(rows) < wanted or last is None:
+            break
+        after = (last[0], UUID(last[1]))
+    return ordered
 
 
 async def span_events(store: Store, org: str, execution_id: UUID, span_ids: list[UUID]) -> dict[UUID, list[str]]:

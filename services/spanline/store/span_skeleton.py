@@ -17,7 +17,7 @@ _SKELETON = """
 SELECT toString(span_id) AS id, toString(parent_span_id), definition_name, substring(kind, 1, 1), status,
        toInt64(toUnixTimestamp64Micro(start_ts) - {origin:Int64}) AS start_us,
        toInt64(toUnixTimestamp64Micro(end_ts) - {origin:Int64})
-FROM spans FINAL
+FROM spans
 WHERE org = {org:String} AND execution_id = {execution:UUID}
 ORDER BY start_ts, id
 """
