@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 import psutil
 
+from bench import event_loop
 from bench.common import machine, percentiles, write_result
 
 WORKFLOW = {"id": "6606c261-1566-5e10-8654-6b51fa242bf7", "name": "LiveBench", "module": ["live"]}
@@ -177,6 +178,13 @@ def record_gc_pauses() -> dict[str, list[float]]:
     return pauses
 
 
+def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:
+    """The process's CPU seconds (user + system), and its main thread's: the event loop's."""
+    times = process.cpu_times()
+    loop = next((thread for thread in process.threads() if thread.id == process.pid), None)
+    return times.user + times.system, (loop.user_time + loop.system_time) if loop is not None else 0.0
+
+
 def monitor_and_finish(
     args: argparse.Namespace,
     facts: dict[str, Any],
@@ -191,12 +199,14 @@ def monitor_and_finish(
     me = psutil.Process()
     rss_start = me.memory_info().rss
     me.cpu_percent(None)
+    cpu_start, loop_cpu_start = _cpu_seconds(me)
     samples: list[tuple[float, float, int]] = []
     consumed: list[tuple[float, int]] = []
     while client.poll() is None:
         time.sleep(1.0)
         consumed.append((time.time(), consumer_metrics.events))
         samples.append((me.cpu_percent(None), me.memory_info().rss / 2**20, len(me.net_connections("tcp"))))
+    cpu_end, loop_cpu_end = _cpu_seconds(me)
     received = json.loads(out.read_text())
     if broker is None:
         while "emitted" not in shared:
@@ -213,6 +223,7 @@ def monitor_and_finish(
         "benchmark": args.name,
         "machine": facts,
         "bus": "memory (in-process)" if args.memory_bus else "kafka (real broker on this machine)",
+        "event_loop": shared["loop"],
         "rate_target_events_per_s": args.rate,
         "subscribers": args.subscribers,
         "consumer_poll_ms": args.poll_ms,
@@ -242,6 +253,12 @@ def monitor_and_finish(
             "rss_mb_end": round(rss[-1], 1) if rss else None,
             "rss_mb_series": [round(value) for value in rss],
             "tcp_connections_max": max((sample[2] for sample in samples), default=0),
+            # CPU per delivered SSE message: steadier than the latencies on a machine shared with other work.
+            "cpu_seconds": round(cpu_end - cpu_start, 2),
+            "event_loop_thread_cpu_seconds": round(loop_cpu_end - loop_cpu_start, 2),
+            "event_loop_cpu_us_per_message": round(
+                (loop_cpu_end - loop_cpu_start) * 1e6 / max(1, received["events_received_total"]), 2
+            ),
         },
     }
     write_result(args.name, result)
@@ -329,7 +346,9 @@ async def server(args: argparse.Namespace) -> None:
                 if client.poll() is not None:
                     raise RuntimeError("the client process exited before connecting")
                 await asyncio.sleep(0.1)
+            loop_type = type(asyncio.get_running_loop())
             shared: dict[str, Any] = {
+                "loop": f"{loop_type.__module__}.{loop_type.__qualname__}",
                 "gc_pauses_ms": gc_pauses,
                 "kafka_fetch": {
                     "min_bytes": settings.kafka_fetch_min_bytes,
@@ -493,8 +512,16 @@ if __name__ == "__main__":
     parser.add_argument("--memory-bus", action="store_true", help="the in-process bus instead of real Kafka")
     parser.add_argument("--gc-gen0", type=int, default=10_000, help="the API process's gen-0 GC threshold (as dev)")
     parser.add_argument("--name", default="live")
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="asyncio",
+        help="the API process's event loop (asyncio: as spanline dev)",
+    )
     args = parser.parse_args()
+    # The client process is the instrument: on uvloop whatever the server's loop (a slower client shows up
+    # in the figures on 2 cores: its wake-ups are late, the emitter in it too).
     if args.command == "client":
-        asyncio.run(client(args))
+        event_loop.run(client(args), "auto")
     else:
-        asyncio.run(server(args))
+        event_loop.run(server(args), args.loop)

@@ -4,7 +4,8 @@ Work is done once per event, never once per subscriber: the hub reads each messa
 a light decode (`lineage.decode_route`), and the first time an event is to reach a subscriber it validates
 it (the full typed decode, result discarded: malformed events, which the consumer sends to the DLQ, are
 never delivered live) and builds its SSE frame bytes. Every subscriber then gets the same `LiveEvent`
-object, frame included; a subscriber's cost per fetched batch is one `deque.extend` and one wake-up.
+object, frame included, grouped per fetch into a `LiveBatch` (batch.py) whose joined frames are built once
+too; a subscriber's cost per fetched batch is one `deque.append` and one wake-up.
 
 Each subscriber has a bounded queue; one that falls behind by more than its queue is dropped (its
 `overflowed` flag is set, its queue emptied and its stream ends), so a slow client can neither stall the
@@ -23,7 +24,8 @@ produced twice (same id, later offset) as a `duplicate` while its first copy is 
 
 `LiveHub.reads` shares the store reads that subscribers joining at the same time make (`SharedReads`).
 
-The pieces: frames.py (one event and its SSE frame), subscription.py (a subscriber's queue), buffer.py
+The pieces: frames.py (one event and its SSE frame), batch.py (a fetch's events of one execution),
+subscription.py (a subscriber's queue), buffer.py
 (an execution's recent events), shared_reads.py (single-flight reads); this module tails the bus.
 """
 
@@ -36,6 +38,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from uuid import UUID
 
+from spanline.api.live.batch import split
 from spanline.api.live.buffer import ExecutionBuffer
 from spanline.api.live.frames import LiveEvent
 from spanline.api.live.shared_reads import SharedReads
@@ -115,9 +118,9 @@ class LiveHub:
         subscription.unbuffered_below = self._unbuffered.get(key)
         buffer = self._recent.get(key)
         if buffer is not None:
-            for item in buffer.items:  # in offset order, which is what prepare() relies on
-                if buffer.prepare(item):
-                    subscription.offer(item)
+            # In offset order, which is what prepare() relies on.
+            for batch in split([item for item in buffer.items if buffer.prepare(item)]):
+                subscription.offer_batch(batch)
         self._subscribers.setdefault(key, set()).add(subscription)
         try:
             yield subscription
@@ -160,9 +163,9 @@ class LiveHub:
             self._dispatch(messages)
 
     def _dispatch(self, messages: Iterable[BusMessage]) -> None:
-        """Route a fetched batch; each subscriber gets its share in one offer (one wake-up per batch)."""
+        """Route a fetched batch; each execution's share becomes shared `LiveBatch`es (of at most a chunk),
+        offered to each of its subscribers at once (one wake-up per fetch)."""
         routed: dict[tuple[UUID, str], list[LiveEvent]] = {}
-        sizes: dict[tuple[UUID, str], int] = {}
         for message in messages:
             item = LiveEvent.route(message, self._default_org)
             if item is None:
@@ -172,11 +175,12 @@ class LiveHub:
             # Validate and frame only what someone reads now; the rest when a subscriber takes it from the buffer.
             if key in self._subscribers and buffer.prepare(item):
                 routed.setdefault(key, []).append(item)
-                sizes[key] = sizes.get(key, 0) + len(item.frame)
         # No await since the items were remembered: no subscriber joins in between (no gap, no duplicate).
         for key, items in routed.items():
-            for subscription in self._subscribers.get(key, ()):
-                subscription.offer_many(items, sizes[key])
+            subscriptions = self._subscribers.get(key, ())
+            for batch in split(items):
+                for subscription in subscriptions:
+                    subscription.offer_batch(batch)
 
     def _remember(self, item: LiveEvent) -> ExecutionBuffer:
         """Keep the execution's recent events for subscribers that join later; oldest executions go first."""

@@ -17,7 +17,10 @@ it still buffers, and the stream remembers the ids of the last 10,000 events it 
 The stream yields pre-encoded bytes (sse-starlette passes bytes through untouched): live frames are the
 hub's, built once per event and shared by every subscriber, and everything queued when the stream wakes
 up is joined into one chunk (at most `CHUNK_FRAMES` events or about `CHUNK_BYTES`): one ASGI send and
-one socket write per wake-up, not per event. History goes out in chunks of the same size. When the client
+one socket write per wake-up, not per event. The hub queues each fetch's events as one `LiveBatch`
+shared by the execution's subscribers; when the joiner would send all of a batch (every type wanted, no
+copy, no terminal event, all past the last offset sent) it sends the batch's frames, joined once for all
+of them, without looking at each event. History goes out in chunks of the same size. When the client
 disconnects, its subscription is abandoned at once (queue dropped, stream ended).
 
 The store reads a new stream makes (its terminal, its history pages) go through the hub's
@@ -40,12 +43,13 @@ from typing import Annotated, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Header, HTTPException, Query
-from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.types import Message
 
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.live import LiveEvent, Subscription, sse_frame
+from spanline.api.live.batch import CHUNK_BYTES, CHUNK_FRAMES, LiveBatch
+from spanline.api.sse_response import LeanEventSourceResponse
 from spanline.api.state import AppState
 from spanline.bus.interface import BusUnavailableError, TopicPartition
 from spanline.events.lineage import decode_route
@@ -57,9 +61,6 @@ router = APIRouter(prefix="/v1", tags=["stream"])
 
 EVENT_TYPE_PREFIXES: Final = {"WORKFLOW": "workflow.", "NODE": "node."}
 KEEP_ALIVE_S: Final = 15
-# One send's worth: enough to amortise the per-send cost, small enough to keep other streams moving.
-CHUNK_FRAMES: Final = 500
-CHUNK_BYTES: Final = 64 * 1024
 HISTORY_PAGE: Final = 2_000  # stored events per history read: a long execution is never read at once
 CONSUMED_POLL_S: Final = 0.2
 
@@ -99,6 +100,9 @@ class _RecentIds:
 
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._ids
+
+    def isdisjoint(self, event_ids: Iterable[str]) -> bool:
+        return self._ids.isdisjoint(event_ids)
 
     def add(self, event_id: str) -> None:
         self._order.append(event_id)
@@ -217,6 +221,25 @@ class _Joiner:
                 break
         return b"".join(frames)
 
+    def live_batches_chunk(self, batches: Sequence[LiveBatch]) -> bytes:
+        """What `live_chunk` gives for the batches' events, in one piece: a batch that `take` would send
+        whole (see `LiveBatch.plain`) is sent as its shared joined frames, without a look at each event."""
+        parts = []
+        for batch in batches:
+            if self.finished:
+                break
+            if (
+                batch.plain
+                and self.every_type
+                and batch.first_offset > self.last_offset
+                and (self.history_ids is None or self.history_ids.isdisjoint(batch.event_ids))
+            ):
+                parts.append(batch.frames)
+                self.last_offset = batch.last_offset
+            elif chunk := self.live_chunk(batch.items):
+                parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
 
 def _chunks(frames: Iterable[bytes]) -> Iterator[bytes]:
     """Frames joined into chunks of at most CHUNK_FRAMES frames or about CHUNK_BYTES."""
@@ -259,10 +282,10 @@ async def _stream(
                 break
             del page  # one page at a time is held, not the whole history
         while not joiner.finished:
-            items = await subscription.batch(CHUNK_FRAMES, CHUNK_BYTES)
-            if items is None:  # the feed dropped this client (too slow, gone) or is shutting down
+            batches = await subscription.batches(CHUNK_FRAMES, CHUNK_BYTES)
+            if batches is None:  # the feed dropped this client (too slow, gone) or is shutting down
                 return
-            chunk = joiner.live_chunk(items)
+            chunk = joiner.live_batches_chunk(batches)
             if chunk:
                 yield chunk
             if subscription.pending():
@@ -284,7 +307,7 @@ async def execution_events(
     event_types: Annotated[str | None, Query(description="WORKFLOW, NODE or both, comma-separated")] = None,
     last_event_id: Annotated[int | None, Query(ge=-1, description="resume after this id")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventSourceResponse:
+) -> LeanEventSourceResponse:
     """Every stored event of the execution in order, then live ones, until its terminal event; waits for
     an execution that has not started (another organization's id is one that has not: it waits too);
     resumes after Last-Event-ID with no gap and no duplicate."""
@@ -304,7 +327,7 @@ async def execution_events(
         subscription.abandon()  # free its queue now; sse-starlette then cancels the stream
 
     joiner = _Joiner(execution_id, after, prefixes)
-    return EventSourceResponse(
+    return LeanEventSourceResponse(
         _stream(state, org, execution_id, subscription, joiner, leave),
         ping=KEEP_ALIVE_S,
         headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
