@@ -87,8 +87,8 @@ class EventBatchWriter:
     async def _insert_raw(self, table: str, rows: list[bytes], columns: Sequence[str]) -> None:
         if not rows:
             return
-        block = b"".join(rows)
-        await self._store.run(lambda client: client.raw_insert(table, list(columns), block, fmt="RowBinary"))
+        # Joined on the store's thread: a batch's block is megabytes, not work for the event loop.
+        await self._store.run(lambda client: client.raw_insert(table, list(columns), b"".join(rows), fmt="RowBinary"))
 
     async def _derive(self, template: str, keys: str) -> None:
         sql = template.replace("{keys}", keys)
