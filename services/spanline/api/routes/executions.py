@@ -141,10 +141,6 @@ def _usage_results(rows: list[ModelUsageRow]) -> list[UsageResult] | None:
     return [UsageResult(usage=usage, cost=[Cost(value=float(sum(row.cost_usd for row in rows)))])]
 
 
-async def _none() -> None:
-    return None
-
-
 @router.get(
     "/workflow-executions/{execution_id}/detail",
     response_model=ExecutionDetail,
@@ -159,28 +155,30 @@ async def execution_detail(
 ) -> ExecutionDetail:
     """An execution with one page of its spans, ordered by (start_ts, span_id)."""
     store = state.store
-    # The reads that need nothing from each other go together (the store runs queries on a thread pool).
-    header, start, usage, label, actuals = await asyncio.gather(
+    # Two rounds of reads that need nothing from each other within a round (the store runs queries on a
+    # thread pool): the header, usage, label, the root span's events and the page's span ids (the cursor's
+    # start looked up in the same query); then the page's spans and their events.
+    header, usage, label, actuals, root_events, span_ids = await asyncio.gather(
         reads.execution(store, org, execution_id),
-        reads.span_start(store, org, execution_id, prev_span_id) if prev_span_id is not None else _none(),
         usage_by_model(store, org, execution_id, with_cost_only_entries=True),
         get_label(store, org, execution_id),
         get_actuals(store, org, execution_id),
+        reads.span_events(store, org, execution_id, [execution_id]),  # parent_context and state
+        reads.page_span_ids(store, org, execution_id, span_limit, after_span=prev_span_id),
     )
     if header is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
-    after = None
-    if prev_span_id is not None:
-        if start is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"span {prev_span_id} is not part of execution {execution_id}"
-            )
-        after = (start, prev_span_id)
-    page = await reads.span_page(store, org, execution_id, span_limit, after)
-    wanted = [row.span_id for row in page]
-    if execution_id not in wanted:
-        wanted.append(execution_id)  # the root span's events give parent_context and state
-    events = await reads.span_events(store, org, execution_id, wanted)
+    if (
+        prev_span_id is not None
+        and not span_ids
+        and await reads.span_start(store, org, execution_id, prev_span_id) is None
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"span {prev_span_id} is not part of execution {execution_id}")
+    others = [span_id for span_id in span_ids if span_id != execution_id]
+    page, events = await asyncio.gather(
+        reads.span_rows(store, org, execution_id, span_ids), reads.span_events(store, org, execution_id, others)
+    )
+    events.update(root_events)
     # Decoding a page's events is CPU work in proportion to their size: off the loop the live streams share.
     return await asyncio.to_thread(_detail, execution_id, header, usage, page, events, label, actuals)
 
