@@ -61,13 +61,14 @@ FROM span_state
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
 GROUP BY span_id
 HAVING max(has_event) = 1
-SETTINGS optimize_move_to_prewhere = 0
 """
 
 # Each event once, as `events_by_span FINAL` keeps it (the copy of the smallest offset), without FINAL:
 # that merges every row of the key ranges read, several times the cost of dropping the copies here.
-# Neither page read uses PREWHERE: with a few wanted rows per granule it saves no time (measured), and it
-# makes the bytes ClickHouse counts as read depend on which rows pass (tests/test_page_cost.py).
+# Not with PREWHERE: in ~64 KiB granules holding a wanted row or two it saves nothing on a merged
+# execution and ~a fifth of this read on one still in several parts (measured), and it makes the bytes
+# read depend on where in the granules those rows fall (tests/test_page_cost.py). span_state's granules
+# are small enough for it (migration 0020), and there it halves the read of an unmerged execution.
 _SPAN_EVENTS = """
 SELECT span_id, payload FROM events_by_span
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
