@@ -2,8 +2,9 @@
 of those spans, and the stored event history in stream order (its usage per model: store/model_usage.py).
 
 Every query is scoped to the caller's organization and to one execution's primary-key range; a span page
-reads `span_order` (keyed in page order) from its cursor on, then the page's spans by primary key, so its
-cost does not grow with how deep into the execution it is (keyset, not OFFSET).
+reads `span_order` (keyed in page order) from its cursor on, then the page's span states (`span_state`) and
+events (`events_by_span`) by primary key, so its cost does not grow with how deep into the execution it is
+(keyset, not OFFSET). The detail route runs them in two rounds of concurrent reads (docs/read_api.md).
 """
 
 from __future__ import annotations
