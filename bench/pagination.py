@@ -13,9 +13,9 @@ each depth (0 %, 10 %, ..., 100 % of the pages) it times, interleaved over --rou
 
 The ratio last/first of each is the figure (a ratio, so the shared machine's noise cancels).
 
-    PYTHONPATH=$PWD/services:$PWD python bench/pagination.py [--spans 100000] [--rounds 15]
+    PYTHONPATH=$PWD/services:$PWD python bench/pagination.py [--spans 100000] [--rounds 15] [--name pagination]
 
-Writes bench/results/pagination.json and bench/results/pagination.png.
+Writes bench/results/NAME.json and bench/results/NAME.png.
 """
 
 from __future__ import annotations
@@ -64,36 +64,37 @@ async def timed(work: Any) -> float:
 async def breakdown(
     store: Store, execution_id: uuid.UUID, order: list[Any], limit: int, last: int, rounds: int
 ) -> dict[str, dict[str, float]]:
-    """The detail handler's reads one by one (it runs them one after another), first and last page."""
+    """The detail handler's reads one by one, first and last page. The handler runs them in two rounds of
+    concurrent reads: the header, usage, the root span's events and the page's span ids (the cursor's
+    start looked up inside that query); then the page's span rows and their events."""
     out: dict[str, dict[str, float]] = {}
     for label, index in (("first", 0), ("last", last)):
         times: dict[str, list[float]] = {}
+        after_span = uuid.UUID(order[index * limit - 1][1]) if index else None
         for _ in range(max(3, rounds // 3)):
-            steps: dict[str, Any] = {"execution_header": execution_reads.execution(store, "acme", execution_id)}
-            after = None
-            if index:
-                cursor_ts, cursor_span = order[index * limit - 1]
-                steps["cursor_span_start"] = execution_reads.span_start(
-                    store, "acme", execution_id, uuid.UUID(cursor_span)
-                )
-                after = (cursor_ts, uuid.UUID(cursor_span))
-            steps["span_page"] = execution_reads.span_page(store, "acme", execution_id, limit, after)
+            steps: dict[str, Any] = {
+                "execution_header": execution_reads.execution(store, "acme", execution_id),
+                "usage_by_model": usage_by_model(store, "acme", execution_id, with_cost_only_entries=True),
+                "root_events": execution_reads.span_events(store, "acme", execution_id, [execution_id]),
+                "page_span_ids": execution_reads.page_span_ids(
+                    store, "acme", execution_id, limit, after_span=after_span
+                ),
+            }
             for name, work in steps.items():
-                elapsed = await timed(work)
-                times.setdefault(name, []).append(elapsed)
-            page = await execution_reads.span_page(store, "acme", execution_id, limit, after)
-            wanted = [row.span_id for row in page] + [execution_id]
-            times.setdefault("span_events", []).append(
-                await timed(execution_reads.span_events(store, "acme", execution_id, wanted))
+                times.setdefault(name, []).append(await timed(work))
+            ids = await execution_reads.page_span_ids(store, "acme", execution_id, limit, after_span=after_span)
+            others = [span_id for span_id in ids if span_id != execution_id]
+            times.setdefault("span_rows", []).append(
+                await timed(execution_reads.span_rows(store, "acme", execution_id, ids))
             )
-            times.setdefault("usage_by_model", []).append(
-                await timed(usage_by_model(store, "acme", execution_id, with_cost_only_entries=True))
+            times.setdefault("span_events", []).append(
+                await timed(execution_reads.span_events(store, "acme", execution_id, others))
             )
         out[label] = {name: round(statistics.median(values), 1) for name, values in times.items()}
     return out
 
 
-async def main(spans: int, rounds: int) -> dict[str, Any]:
+async def main(spans: int, rounds: int, result_name: str = "pagination") -> dict[str, Any]:
     facts = machine()
     dsn = f"chdb://{tempfile.mkdtemp(prefix='bench-pages-')}"
     settings = Settings(clickhouse_dsn=dsn, kafka_bootstrap=None)
@@ -177,8 +178,8 @@ async def main(spans: int, rounds: int) -> dict[str, Any]:
         "api_last_over_first_limit_1000": ratio,
         "target_met": max(ratio, ratio_100) <= 1.5,
     }
-    write_result("pagination", result)
-    plot(results, spans, RESULTS / "pagination.png")
+    write_result(result_name, result)
+    plot(results, spans, RESULTS / f"{result_name}.png")
     return result
 
 
@@ -210,6 +211,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--name", default="pagination", help="results file name (bench/results/NAME.json, .png)")
     args = parser.parse_args()
-    outcome = asyncio.run(main(args.spans, args.rounds))
+    outcome = asyncio.run(main(args.spans, args.rounds, args.name))
     print({key: outcome[key] for key in ("api_last_over_first_limit_100", "api_last_over_first_limit_1000")})

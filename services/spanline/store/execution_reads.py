@@ -2,8 +2,9 @@
 of those spans, and the stored event history in stream order (its usage per model: store/model_usage.py).
 
 Every query is scoped to the caller's organization and to one execution's primary-key range; a span page
-reads `span_order` (keyed in page order) from its cursor on, then the page's spans by primary key, so its
-cost does not grow with how deep into the execution it is (keyset, not OFFSET).
+reads `span_order` (keyed in page order) from its cursor on, then the page's span states (`span_state`) and
+events (`events_by_span`) by primary key, so its cost does not grow with how deep into the execution it is
+(keyset, not OFFSET). The detail route runs them in two rounds of concurrent reads (docs/read_api.md).
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ FROM executions FINAL
 WHERE org = {org:String} AND execution_id = {execution:UUID}
 """
 
-# The cursor's start by primary key: in span_order, keyed by start first, finding a span id read every
-# row before it (the deeper the page, the more).
-_CURSOR = """
-SELECT start_ts FROM spans
+# A span's start, as `spans` merges it, read from `span_state` by primary key (the view would merge every
+# state of the span; in span_order, keyed by start first, finding a span id reads every row before it).
+_SPAN_START = """
+SELECT if(max(has_event) = 1, ifNull(min(initiated_ts), min(first_ts)), NULL) FROM span_state
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id = {span:UUID}
-LIMIT 1
 """
 
 # The page's span ids, read in page order from the cursor on (span_order is keyed that way): without
@@ -45,18 +45,37 @@ _AFTER = (
     "AND start_ts >= {cursor_ts:DateTime64(6, 'UTC')} "
     "AND (start_ts, span_id) > ({cursor_ts:DateTime64(6, 'UTC')}, toString({cursor_span:UUID}))"
 )
+# The same from the cursor span's id alone: its start is a scalar subquery, a constant by the time the
+# primary key is analysed (NULL for a span not in the execution: no row passes).
+_AFTER_SPAN = (
+    f"AND start_ts >= ({_SPAN_START.replace('{span:UUID}', '{cursor_span:UUID}')}) "
+    f"AND (start_ts, span_id) > (({_SPAN_START.replace('{span:UUID}', '{cursor_span:UUID}')}), "
+    "toString({cursor_span:UUID}))"
+)
 
-# ... then their latest state, by primary key.
+# ... then their latest state, merged from `span_state` by primary key: only what a page shows (the
+# `spans` view would merge every state, inputs, outputs and model calls included).
 _PAGE_SPANS = """
-SELECT span_id, parent_span_id, kind, definition_id, definition_name, status, start_ts, end_ts
-FROM spans
+SELECT span_id, max(parent_span_id), max(kind), argMinMerge(definition).1, argMinMerge(definition).2,
+       argMaxMerge(status), assumeNotNull(ifNull(min(initiated_ts), min(first_ts))), max(end_ts)
+FROM span_state
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
+GROUP BY span_id
+HAVING max(has_event) = 1
 """
 
+# Each event once, as `events_by_span FINAL` keeps it (the copy of the smallest offset), without FINAL:
+# that merges every row of the key ranges read, several times the cost of dropping the copies here.
+# Not with PREWHERE: in ~64 KiB granules holding a wanted row or two it saves nothing on a merged
+# execution and ~a fifth of this read on one still in several parts (measured), and it makes the bytes
+# read depend on where in the granules those rows fall (tests/test_page_cost.py). span_state's granules
+# are small enough for it (migration 0020), and there it halves the read of an unmerged execution.
 _SPAN_EVENTS = """
-SELECT span_id, payload FROM events_by_span FINAL
+SELECT span_id, payload FROM events_by_span
 WHERE org = {org:String} AND execution_id = {execution:UUID} AND span_id IN {spans:Array(UUID)}
 ORDER BY span_id, kafka_offset, event_id
+LIMIT 1 BY span_id, event_id
+SETTINGS optimize_move_to_prewhere = 0
 """
 
 _HISTORY = """
@@ -122,27 +141,31 @@ async def execution(store: Store, org: str, execution_id: UUID) -> ExecutionRow 
 
 
 async def span_start(store: Store, org: str, execution_id: UUID, span_id: UUID) -> datetime | None:
-    rows = await store.query(_CURSOR, _scope(org, execution_id, span=span_id))
-    return rows[0][0] if rows else None
+    rows = await store.query(_SPAN_START, _scope(org, execution_id, span=span_id))
+    start: datetime | None = rows[0][0] if rows else None
+    return start
 
 
 async def span_page(
     store: Store, org: str, execution_id: UUID, limit: int, after: tuple[datetime, UUID] | None
 ) -> list[SpanRow]:
     """One keyset page: the spans after `after` (start_ts, span_id) in (start_ts, span_id-as-text) order."""
-    ordered = await _page_order(store, org, execution_id, limit, after)
-    if not ordered:
-        return []
-    rows = await store.query(_PAGE_SPANS, _scope(org, execution_id, spans=ordered))
-    by_id = {row.span_id: row for row in (SpanRow(*row) for row in rows)}
-    return [by_id[span_id] for span_id in ordered if span_id in by_id]
+    return await span_rows(store, org, execution_id, await page_span_ids(store, org, execution_id, limit, after=after))
 
 
-async def _page_order(
-    store: Store, org: str, execution_id: UUID, limit: int, after: tuple[datetime, UUID] | None
+async def page_span_ids(
+    store: Store,
+    org: str,
+    execution_id: UUID,
+    limit: int,
+    *,
+    after: tuple[datetime, UUID] | None = None,
+    after_span: UUID | None = None,
 ) -> list[UUID]:
-    """Up to `limit` distinct span ids after `after`, in page order. Copies of one (start_ts, span_id) row
-    are adjacent in that order; each read asks for what is still missing, from the last row on."""
+    """Up to `limit` distinct span ids in page order, after `after` (start_ts, span_id) or after the span
+    `after_span` (its start looked up in the same query; none for a span not in the execution). Copies of
+    one (start_ts, span_id) row are adjacent in that order; each read asks for what is still missing, from
+    the last row on."""
     ordered: list[UUID] = []
     last: tuple[datetime, str] | None = None
     while len(ordered) < limit:
@@ -152,6 +175,9 @@ async def _page_order(
         if after is not None:
             parameters.update(cursor_ts=after[0], cursor_span=after[1])
             condition = _AFTER
+        elif after_span is not None:
+            parameters.update(cursor_span=after_span)
+            condition = _AFTER_SPAN
         rows = await store.query(_PAGE_ORDER.replace("{after}", condition), parameters)
         for start_ts, span_id in rows:
             if (start_ts, span_id) != last:
@@ -161,6 +187,15 @@ async def _page_order(
             break
         after = (last[0], UUID(last[1]))
     return ordered
+
+
+async def span_rows(store: Store, org: str, execution_id: UUID, span_ids: list[UUID]) -> list[SpanRow]:
+    """The current state of each of these spans, in their order (a span with no event yet is left out)."""
+    if not span_ids:
+        return []
+    rows = await store.query(_PAGE_SPANS, _scope(org, execution_id, spans=span_ids))
+    by_id = {row.span_id: row for row in (SpanRow(*row) for row in rows)}
+    return [by_id[span_id] for span_id in span_ids if span_id in by_id]
 
 
 async def span_events(store: Store, org: str, execution_id: UUID, span_ids: list[UUID]) -> dict[UUID, list[str]]:

@@ -10,14 +10,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+import msgspec
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
 from spanline.api.contract_types import UsageResultField, UtcTimestamp
 from spanline.api.deps import AppStateDep, OrgDep
 from spanline.api.routes.actuals import ActualView, actual_view
 from spanline.api.vellum_values import VellumValue, vellum_values
-from spanline.core.times import rfc3339_text
+from spanline.core.times import rfc3339, rfc3339_text
 from spanline.events.models import Cost, ModelUsage, ModelUsageCounts, UsageResult
 from spanline.store import execution_reads as reads
 from spanline.store.execution_labels import Actual, Label, get_actuals, get_label
@@ -87,8 +88,15 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
-def _span(row: reads.SpanRow, events: list[str], workflow_id: UUID) -> Span:
-    decoded = [json.loads(payload) for payload in events]
+# The page's events are written back as msgspec reads them (what the consumer's msgspec decode accepted,
+# big integers included), not through pydantic's generic dict serializer: most of the response is them.
+_EVENT_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+def _span(row: reads.SpanRow, events: list[str], workflow_id: UUID) -> dict[str, Any]:
+    """One `Span` as the JSON object its model writes (fields in its order; a test holds them equal)."""
+    decoded = [_EVENT_DECODER.decode(payload) for payload in events]
     for event in decoded:  # as its emitter wrote it (`+00:00`, no fraction): in the API's one format
         event["timestamp"] = rfc3339_text(event["timestamp"])
     terminal = next((e for e in reversed(decoded) if e["name"].endswith((".fulfilled", ".rejected"))), None)
@@ -98,16 +106,16 @@ def _span(row: reads.SpanRow, events: list[str], workflow_id: UUID) -> Span:
         if is_workflow
         else {"label": row.definition_name, "node_id": str(row.definition_id), "workflow_id": str(workflow_id)}
     )
-    return Span(
-        name="workflow.execution" if is_workflow else "node.execution",
-        span_id=str(row.span_id),
-        parent_span_id=str(row.parent_span_id) if row.parent_span_id else None,
-        start_ts=row.start_ts,
-        end_ts=row.end_ts or row.start_ts,  # a running span ends, for now, where it started
-        attributes=attributes,
-        events=decoded,
-        usage_result=(terminal or {}).get("body", {}).get("usage_result"),
-    )
+    return {
+        "name": "workflow.execution" if is_workflow else "node.execution",
+        "span_id": str(row.span_id),
+        "parent_span_id": str(row.parent_span_id) if row.parent_span_id else None,
+        "start_ts": rfc3339(row.start_ts),
+        "end_ts": rfc3339(row.end_ts or row.start_ts),  # a running span ends, for now, where it started
+        "attributes": attributes,
+        "events": decoded,
+        "usage_result": (terminal or {}).get("body", {}).get("usage_result"),
+    }
 
 
 _COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "input_chars", "output_chars",
@@ -141,10 +149,6 @@ def _usage_results(rows: list[ModelUsageRow]) -> list[UsageResult] | None:
     return [UsageResult(usage=usage, cost=[Cost(value=float(sum(row.cost_usd for row in rows)))])]
 
 
-async def _none() -> None:
-    return None
-
-
 @router.get(
     "/workflow-executions/{execution_id}/detail",
     response_model=ExecutionDetail,
@@ -156,33 +160,37 @@ async def execution_detail(
     state: AppStateDep,
     prev_span_id: Annotated[UUID | None, Query(description="exclusive keyset cursor: the last span seen")] = None,
     span_limit: Annotated[int, Query(ge=1, le=1000, description="spans per page")] = 100,
-) -> ExecutionDetail:
+) -> Response:
     """An execution with one page of its spans, ordered by (start_ts, span_id)."""
     store = state.store
-    # The reads that need nothing from each other go together (the store runs queries on a thread pool).
-    header, start, usage, label, actuals = await asyncio.gather(
+    # Two rounds of reads that need nothing from each other within a round (the store runs queries on a
+    # thread pool): the header, usage, label, the root span's events and the page's span ids (the cursor's
+    # start looked up in the same query); then the page's spans and their events.
+    header, usage, label, actuals, root_events, span_ids = await asyncio.gather(
         reads.execution(store, org, execution_id),
-        reads.span_start(store, org, execution_id, prev_span_id) if prev_span_id is not None else _none(),
         usage_by_model(store, org, execution_id, with_cost_only_entries=True),
         get_label(store, org, execution_id),
         get_actuals(store, org, execution_id),
+        reads.span_events(store, org, execution_id, [execution_id]),  # parent_context and state
+        reads.page_span_ids(store, org, execution_id, span_limit, after_span=prev_span_id),
     )
     if header is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
-    after = None
-    if prev_span_id is not None:
-        if start is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"span {prev_span_id} is not part of execution {execution_id}"
-            )
-        after = (start, prev_span_id)
-    page = await reads.span_page(store, org, execution_id, span_limit, after)
-    wanted = [row.span_id for row in page]
-    if execution_id not in wanted:
-        wanted.append(execution_id)  # the root span's events give parent_context and state
-    events = await reads.span_events(store, org, execution_id, wanted)
-    # Decoding a page's events is CPU work in proportion to their size: off the loop the live streams share.
-    return await asyncio.to_thread(_detail, execution_id, header, usage, page, events, label, actuals)
+    if (
+        prev_span_id is not None
+        and not span_ids
+        and await reads.span_start(store, org, execution_id, prev_span_id) is None
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"span {prev_span_id} is not part of execution {execution_id}")
+    others = [span_id for span_id in span_ids if span_id != execution_id]
+    page, events = await asyncio.gather(
+        reads.span_rows(store, org, execution_id, span_ids), reads.span_events(store, org, execution_id, others)
+    )
+    events.update(root_events)
+    # Decoding and writing a page's events is CPU work in proportion to their size: off the loop the live
+    # streams share.
+    body = await asyncio.to_thread(_detail, execution_id, header, usage, page, events, label, actuals)
+    return Response(body, media_type="application/json")
 
 
 def _detail(
@@ -193,11 +201,12 @@ def _detail(
     events: dict[UUID, list[str]],
     label: Label,
     actuals: list[Actual],
-) -> ExecutionDetail:
-    root_events = [json.loads(payload) for payload in events.get(execution_id, [])]
+) -> bytes:
+    """The response body: the header fields by the model, the spans spliced in as `_span` writes them."""
+    root_events = [_EVENT_DECODER.decode(payload) for payload in events.get(execution_id, [])]
     parent_context = next((e.get("parent") for e in root_events if e["name"].endswith(".initiated")), None)
     final_state = next((e["body"].get("final_state") for e in root_events if e["name"].endswith(".fulfilled")), None)
-    return ExecutionDetail(
+    detail = ExecutionDetail(
         span_id=str(execution_id),
         parent_context=parent_context,
         start=header.start_ts,
@@ -206,12 +215,22 @@ def _detail(
         outputs=vellum_values(execution_id, _json_object(header.outputs) or {}),
         error=_json_object(header.error),
         usage_results=_usage_results(usage),
-        spans=[_span(row, events[row.span_id], header.workflow_id) for row in page],
+        spans=[],
         state=final_state,
         external_id=label.external_id,
         metadata=label.metadata,
         actuals=[actual_view(actual) for actual in actuals],
     )
+    spans = _ENCODER.encode([_span(row, events[row.span_id], header.workflow_id) for row in page])
+    before = detail.model_dump_json(include=_BEFORE_SPANS, by_alias=True).encode()
+    after = detail.model_dump_json(include=_AFTER_SPANS, by_alias=True).encode()
+    return b"".join((before[:-1], b',"spans":', spans, b",", after[1:]))
+
+
+# The fields written before and after `spans`, in the model's order (both sets are non-empty).
+_FIELDS = list(ExecutionDetail.model_fields)
+_BEFORE_SPANS = set(_FIELDS[: _FIELDS.index("spans")])
+_AFTER_SPANS = set(_FIELDS[_FIELDS.index("spans") + 1 :])
 
 
 @router.get("/workflows/executions/{execution_id}/status", response_model=ExecutionStatus, responses={404: {}})
