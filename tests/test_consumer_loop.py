@@ -8,7 +8,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -18,9 +18,11 @@ from clickhouse_connect.driver.client import Client
 from spanline.bus.interface import ORG_HEADER, Bus, BusMessage, TopicPartition
 from spanline.bus.kafka import KafkaBus
 from spanline.bus.memory import MemoryBus
-from spanline.consumer.dlq import REASON_HEADER, SOURCE_OFFSET_HEADER
+from spanline.consumer.dlq import REASON_HEADER, SOURCE_OFFSET_HEADER, DeadLetterPublisher
+from spanline.consumer.loop import ConsumerLoop, LoopOptions
 from spanline.consumer.metrics import ConsumerMetrics
 from spanline.consumer.readback import totals
+from spanline.consumer.rows import BatchRows, BucketKey, ExecutionKey
 from spanline.consumer.service import run_consumer
 from spanline.core.config import Settings
 from spanline.store.client import create_clickhouse_client
@@ -270,3 +272,47 @@ async def test_sigterm_style_stop_finishes_the_batch_in_hand(store: Store, setti
     committed = sum(bus.committed(settings.consumer_group).values())
     written = (await totals(store))["events"]
     assert committed == metrics.events == written > 0
+
+
+async def test_a_slow_derivation_does_not_hold_back_the_next_write_and_its_commit_waits_for_it() -> None:
+    """The loop alone, with a writer whose derivation is held: the next batches are still written, and
+    no offset is committed until the derivation covering them is done."""
+    bus = MemoryBus(default_partitions=1)
+    execution = generate_execution(random.Random(7))
+    await produce(bus, "t", [execution])
+    derivation_started, release = asyncio.Event(), asyncio.Event()
+    written: list[int] = []
+
+    class HeldWriter:
+        async def write_events(self, rows: BatchRows) -> None:
+            written.append(len(rows.intake))
+
+        async def derive_totals(self, executions: Collection[ExecutionKey], buckets: Collection[BucketKey]) -> None:
+            derivation_started.set()
+            await release.wait()
+
+    consumer = bus.consumer(["t"], group_id="g")
+    await consumer.start()
+    options = LoopOptions("acme", 1 << 20, max_records=1, poll_ms=10, derive_interval_s=0)
+    loop = ConsumerLoop(consumer, HeldWriter(), DeadLetterPublisher(bus.producer(), "dlq"), options)
+    task = asyncio.create_task(loop.run())
+    await asyncio.wait_for(derivation_started.wait(), 30)
+
+    async def written_beside_the_derivation() -> bool:
+        assert not task.done(), task.exception()
+        return len(written) >= 2
+
+    await wait_for(written_beside_the_derivation, "the next batch written while the derivation is held")
+    assert bus.committed("g") == {}, "an offset was committed before its derivation finished"
+    release.set()
+    end = {TopicPartition("t", 0): bus.end_offsets("t")[0]}
+
+    async def all_committed() -> bool:
+        assert not task.done(), task.exception()
+        return bus.committed("g") == end
+
+    await wait_for(all_committed, "every offset committed once the derivations ran")
+    loop.request_stop()
+    await asyncio.wait_for(task, 30)
+    await consumer.stop()
+    assert sum(written) == len(execution.events)

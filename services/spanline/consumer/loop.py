@@ -8,8 +8,10 @@ Writes and commits still happen one batch at a time, in order.
 Each batch's events and spans are written at once; the run totals and usage rollups it touched are
 re-derived at most every `derive_interval_s` for all the batches since the last time (a long run costs
 a whole-run aggregation per derivation, so deriving it after every batch made the consumer trail the run).
-The offsets of those batches are committed only after that derivation, so a crash in between re-reads
-and re-derives them: a commit never covers a batch whose derived rows are not written.
+That derivation runs beside the next batches' writes (one derivation at a time, in order), so a long one
+does not hold back what the detail page and streams see. The offsets of its batches are committed only
+after it, so a crash in between re-reads and re-derives them: a commit never covers a batch whose derived
+rows are not written.
 
 A write refused because of the data (`write_errors.is_permanent`) is bisected: the events refused on their
 own go to the DLQ with the error, the rest is written; any other failure is retried until it passes."""
@@ -105,6 +107,7 @@ class ConsumerLoop:
         self.metrics = metrics or ConsumerMetrics()
         self.stopping = asyncio.Event()
         self._pending = PendingTotals()
+        self._deriving: asyncio.Task[None] | None = None  # the derivation (and commit) of earlier batches
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -134,6 +137,7 @@ class ConsumerLoop:
         finally:
             if in_flight is not None:
                 await in_flight
+            await self._derived()
         await self.flush()
 
     def prepare(self, batch: list[BusMessage]) -> PreparedBatch:
@@ -174,7 +178,7 @@ class ConsumerLoop:
             )
         self._pending.add(prepared)
         if self.stopping.is_set() or self._pending.due(self._options.derive_interval_s):
-            await self.flush()
+            await self._start_derivation()
 
     async def _write(self, prepared: PreparedBatch) -> list[RejectedMessage]:
         """Write the batch; if the store refuses its data, bisect, write what it takes and return the rest."""
@@ -210,16 +214,30 @@ class ConsumerLoop:
 
     async def flush(self) -> None:
         """Derive the pending runs and buckets, then commit the offsets of the batches they came from."""
+        await self._start_derivation()
+        await self._derived()
+
+    async def _start_derivation(self) -> None:
+        """Hand the pending batches to a derivation of their own, once the one before it is done (so
+        derivations, and the commits after them, stay in stream order)."""
+        await self._derived()
         if self._pending.empty:
             return
-        pending = self._pending
+        pending, self._pending = self._pending, PendingTotals()
+        self._deriving = asyncio.create_task(self._derive_and_commit(pending))
+
+    async def _derived(self) -> None:
+        if self._deriving is not None:
+            deriving, self._deriving = self._deriving, None
+            await deriving
+
+    async def _derive_and_commit(self, pending: PendingTotals) -> None:
         await retry_until_done(
             lambda: self._derive_totals(pending),
             what="deriving run totals and rollups",
             stopping=self.stopping,
             on_retry=self._count_retry,
         )
-        self._pending = PendingTotals()
         try:
             await self._consumer.commit(pending.offsets)
         except Exception as exc:  # a rebalance took the partitions; the new owner re-reads, writes are idempotent
